@@ -1,0 +1,3 @@
+from rudder.cli import main
+
+main()

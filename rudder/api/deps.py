@@ -1,0 +1,108 @@
+"""Request dependencies: services, a database session, and who is calling."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rudder.config import DeploymentMode
+from rudder.db.models import Agent, Conversation, Run
+from rudder.domain import agents as agents_domain
+from rudder.domain import auth, orgs
+from rudder.domain import conversations as convs
+from rudder.domain import runs as runs_domain
+from rudder.domain.errors import NotFound, Unauthorized
+from rudder.services import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def get_session(services: Annotated[Services, Depends(get_services)]) -> AsyncIterator[AsyncSession]:
+    async with services.sessions() as session:
+        yield session
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    user_id: str | None
+    agent_id: str | None = None
+    # An agent token acts only inside its own organization.
+    token_org_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"agent:{self.agent_id}" if self.agent_id else f"user:{self.user_id}"
+
+
+async def current_actor(request: Request, services: ServicesDep, session: SessionDep) -> Actor:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        found = await auth.resolve_token(session, header[7:].strip())
+        if found is None:
+            raise Unauthorized("invalid or revoked API token")
+        token, user = found
+        await session.commit()
+        return Actor(user_id=user.id if user else None, agent_id=token.agent_id, token_org_id=token.org_id)
+    if services.settings.deployment_mode is DeploymentMode.LOCAL:
+        owner_id = services.extras.get("local_owner_id")
+        if owner_id is None:
+            owner = await orgs.local_owner(session)
+            await session.commit()
+            owner_id = services.extras["local_owner_id"] = owner.id
+        return Actor(user_id=owner_id)
+    user_id = request.session.get("user_id") if "session" in request.scope else None
+    if not user_id:
+        raise Unauthorized("sign in first, or send an API token as 'Authorization: Bearer ...'")
+    return Actor(user_id=str(user_id))
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+
+
+async def require_org(session: AsyncSession, actor: Actor, org_id: str) -> None:
+    """Raise NotFound unless the caller belongs to `org_id` (no existence leak)."""
+    if actor.token_org_id is not None and actor.token_org_id != org_id:
+        raise NotFound("not found")
+    if actor.user_id is None:
+        if actor.token_org_id == org_id:
+            return
+        raise NotFound("not found")
+    await orgs.require_member(session, actor.user_id, org_id)
+
+
+async def load_agent(session: AsyncSession, actor: Actor, agent_id: str) -> Agent:
+    agent = await agents_domain.get_agent(session, agent_id)
+    try:
+        await require_org(session, actor, agent.org_id)
+    except NotFound:
+        raise NotFound("agent not found") from None
+    return agent
+
+
+async def load_conversation(session: AsyncSession, actor: Actor, conversation_id: str) -> Conversation:
+    conv = await convs.get_conversation(session, conversation_id)
+    try:
+        await require_org(session, actor, conv.org_id)
+    except NotFound:
+        raise NotFound("conversation not found") from None
+    return conv
+
+
+async def load_run(session: AsyncSession, actor: Actor, run_id: str) -> Run:
+    run = await runs_domain.get_run(session, run_id)
+    try:
+        await require_org(session, actor, run.org_id)
+    except NotFound:
+        raise NotFound("run not found") from None
+    return run

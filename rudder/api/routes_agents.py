@@ -1,0 +1,48 @@
+"""Agents of an organization."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from rudder.api.deps import ActorDep, SessionDep, load_agent, require_org
+from rudder.api.schemas import AgentIn, AgentOut, AgentPatch
+from rudder.domain import agents
+
+router = APIRouter(prefix="/api")
+
+
+@router.get("/orgs/{org_id}/agents", response_model=list[AgentOut])
+async def list_agents(org_id: str, actor: ActorDep, session: SessionDep) -> list[AgentOut]:
+    await require_org(session, actor, org_id)
+    return [AgentOut.model_validate(a) for a in await agents.list_agents(session, org_id)]
+
+
+@router.post("/orgs/{org_id}/agents", response_model=AgentOut, status_code=status.HTTP_201_CREATED)
+async def create_agent(org_id: str, body: AgentIn, actor: ActorDep, session: SessionDep) -> AgentOut:
+    await require_org(session, actor, org_id)
+    agent = await agents.create_agent(
+        session,
+        org_id,
+        name=body.name,
+        runtime_type=body.runtime_type,
+        runtime_config=body.runtime_config,
+        role=body.role,
+        title=body.title,
+        instructions=body.instructions,
+        actor=actor.label,
+    )
+    await session.commit()
+    return AgentOut.model_validate(agent)
+
+
+@router.get("/agents/{agent_id}", response_model=AgentOut)
+async def get_agent(agent_id: str, actor: ActorDep, session: SessionDep) -> AgentOut:
+    return AgentOut.model_validate(await load_agent(session, actor, agent_id))
+
+
+@router.patch("/agents/{agent_id}", response_model=AgentOut)
+async def patch_agent(agent_id: str, body: AgentPatch, actor: ActorDep, session: SessionDep) -> AgentOut:
+    agent = await load_agent(session, actor, agent_id)
+    await agents.update_agent(session, agent, body.model_dump(exclude_unset=True), actor.label)
+    await session.commit()
+    return AgentOut.model_validate(agent)

@@ -1,0 +1,55 @@
+"""Application services that touch the database and the run queue together."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rudder.db.models import Conversation, Message, Run
+from rudder.domain import conversations as convs
+from rudder.domain import runs as runs_domain
+from rudder.executor import message_view, run_view
+from rudder.live import conversation_topic
+from rudder.services import Services
+
+
+async def post_user_message(
+    services: Services,
+    session: AsyncSession,
+    conv: Conversation,
+    body: str,
+    *,
+    author_user_id: str | None,
+    source: str = "local",
+    external_sender_id: str | None = None,
+    external_message_id: str | None = None,
+) -> tuple[Message, Run]:
+    """Append the user's message, queue a run of the conversation's agent, and commit."""
+    message = await convs.append_message(
+        session, conv, role="user", body=body, author_user_id=author_user_id,
+        external_sender_id=external_sender_id, external_message_id=external_message_id,
+    )
+    run = runs_domain.new_run(conv, message, source)
+    session.add(run)
+    await session.flush()
+    message.run_id = run.id
+    await session.commit()
+    topic = conversation_topic(conv.id)
+    services.live.publish(topic, "message.created", message_view(message))
+    services.live.publish(topic, "run.updated", run_view(run))
+    await services.runs.submit(run.id, conv.id)
+    return message, run
+
+
+async def cancel_runs(services: Services, session: AsyncSession, runs: list[Run]) -> list[str]:
+    """Request cancellation; queued runs end at once, running ones are stopped where they run."""
+    cancelled: list[str] = []
+    for run in runs:
+        if runs_domain.request_cancel(run):
+            cancelled.append(run.id)
+    await session.commit()
+    for run in runs:
+        if run.id in cancelled:
+            if run.status == "cancelled":
+                services.live.publish(conversation_topic(run.conversation_id), "run.updated", run_view(run))
+            await services.runs.cancel(run.id)
+    return cancelled

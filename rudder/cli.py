@@ -1,0 +1,220 @@
+"""The `rudder` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rudder.config import Settings
+
+app = typer.Typer(help="Rudder: the operating layer for agent teams.", no_args_is_help=True)
+agent_app = typer.Typer(help="Manage agents.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(agent_app, name="agent")
+app.add_typer(db_app, name="db")
+console = Console()
+
+
+def _setup_logging() -> None:
+    from rich.logging import RichHandler
+
+    level = os.environ.get("RUDDER_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False)])
+
+
+async def _migrate(settings: Settings) -> None:
+    from rudder.db import migrate
+    from rudder.db.engine import create_nullpool_engine
+
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_nullpool_engine(settings.effective_database_url)
+    try:
+        pending = await migrate.pending_migrations(engine)
+        if pending:
+            with console.status(f"Applying {len(pending)} database migration(s)…"):
+                await migrate.upgrade(engine)
+            console.print(f"[green]✓[/] database migrated ({len(pending)} step(s))")
+        else:
+            console.print("[green]✓[/] database is up to date")
+    finally:
+        await engine.dispose()
+
+
+def _describe_db(settings: Settings) -> str:
+    if settings.is_sqlite:
+        return f"SQLite at {settings.home_dir / 'rudder.db'}"
+    url = settings.effective_database_url
+    return "PostgreSQL at " + url.split("@")[-1]
+
+
+@app.command()
+def start(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Also start the offline Feishu/Lark sandbox and use it.")
+    ] = False,
+) -> None:
+    """Run Rudder (web UI, API, bots and runs in one process)."""
+    _setup_logging()
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    settings = Settings(**overrides)
+    asyncio.run(_start(settings, sandbox))
+
+
+async def _start(settings: Settings, with_sandbox: bool) -> None:
+    from rudder.server import RunningServer, create_app
+
+    console.print(f"Rudder home: {settings.home_dir}  ·  database: {_describe_db(settings)}")
+    await _migrate(settings)
+    sandbox_server = None
+    if with_sandbox:
+        from rudder.sandbox import SandboxServer
+
+        sandbox_server = SandboxServer()
+        await sandbox_server.__aenter__()
+        settings.feishu_base_url = sandbox_server.url
+        console.print(f"[cyan]Feishu/Lark sandbox[/] at {sandbox_server.url}/_sandbox/")
+    server = RunningServer(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    try:
+        await server.start()
+        console.print(f"[bold green]Rudder is running[/] at {server.url}  (Ctrl+C to stop)")
+        while not server.server.should_exit:
+            await asyncio.sleep(0.2)
+    finally:
+        await server.stop()
+        if sandbox_server is not None:
+            await sandbox_server.__aexit__(None, None, None)
+
+
+@app.command()
+def sandbox(port: Annotated[int, typer.Option(help="Port to listen on.")] = 3200) -> None:
+    """Run the offline Feishu/Lark Open Platform sandbox on its own."""
+    _setup_logging()
+    from rudder.sandbox import serve_sandbox
+
+    console.print(f"Feishu/Lark sandbox on http://127.0.0.1:{port}/_sandbox/  (Ctrl+C to stop)")
+    try:
+        asyncio.run(serve_sandbox("127.0.0.1", port))
+    except KeyboardInterrupt:
+        pass
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending database migrations."""
+    settings = Settings()
+    console.print(f"database: {_describe_db(settings)}")
+    asyncio.run(_migrate(settings))
+
+
+async def _with_session(fn: Any) -> Any:
+    from rudder.db import migrate
+    from rudder.db.engine import create_nullpool_engine, session_factory
+    from rudder.domain import orgs
+
+    settings = Settings()
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_nullpool_engine(settings.effective_database_url)
+    try:
+        await migrate.upgrade(engine)
+        async with session_factory(engine)() as session, session.begin():
+            await orgs.bootstrap(session)
+            return await fn(session)
+    finally:
+        await engine.dispose()
+
+
+async def _pick_org(session: Any, org: str | None) -> Any:
+    from sqlalchemy import select
+
+    from rudder.db.models import Organization
+
+    query = select(Organization).order_by(Organization.created_at)
+    if org:
+        query = query.where((Organization.slug == org) | (Organization.id == org) | (Organization.name == org))
+    found = (await session.scalars(query)).first()
+    if found is None:
+        console.print(f"[red]No organization {org!r}.[/]")
+        raise typer.Exit(2)
+    return found
+
+
+@agent_app.command("list")
+def agent_list(
+    org: Annotated[str | None, typer.Option(help="Organization slug, id or name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the agents of an organization."""
+    from rudder.domain import agents
+
+    async def run(session: Any) -> list[dict[str, Any]]:
+        found = await _pick_org(session, org)
+        return [
+            {"id": a.id, "name": a.name, "role": a.role, "runtime_type": a.runtime_type, "status": a.status}
+            for a in await agents.list_agents(session, found.id)
+        ]
+
+    rows = asyncio.run(_with_session(run))
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "name", "role", "runtime", "status")
+    for row in rows:
+        table.add_row(row["id"], row["name"], row["role"], row["runtime_type"], row["status"])
+    console.print(table)
+
+
+@agent_app.command("create")
+def agent_create(
+    name: Annotated[str, typer.Argument(help="The agent's name (also its Feishu bot name).")],
+    runtime: Annotated[str, typer.Option(help="Runtime type.")] = "process",
+    config: Annotated[str, typer.Option(help="Runtime configuration as JSON.")] = "",
+    role: Annotated[str, typer.Option(help="The agent's role.")] = "general",
+    org: Annotated[str | None, typer.Option(help="Organization slug, id or name.")] = None,
+) -> None:
+    """Create an agent."""
+    from rudder.domain import agents
+    from rudder.domain.errors import DomainError
+    from rudder.runtimes import DEFAULT_AGENT_RUNTIME
+
+    try:
+        runtime_config = json.loads(config) if config else (
+            dict(DEFAULT_AGENT_RUNTIME[1]) if runtime == DEFAULT_AGENT_RUNTIME[0] else {}
+        )
+    except json.JSONDecodeError as exc:
+        console.print(f"[red]--config is not valid JSON:[/] {exc}")
+        raise typer.Exit(2) from None
+
+    async def run(session: Any) -> Any:
+        found = await _pick_org(session, org)
+        return await agents.create_agent(
+            session, found.id, name=name, runtime_type=runtime, runtime_config=runtime_config,
+            role=role, actor="cli",
+        )
+
+    try:
+        agent = asyncio.run(_with_session(run))
+    except DomainError as exc:
+        console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(2) from None
+    console.print(f"[green]✓[/] created agent {agent.name} ({agent.id})")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Organizations, people, agents, secrets and the activity log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from rudder.db.base import Base
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("org_id", "user_id"),)
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20), default="member")  # owner | admin | member
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | disabled
+
+
+class ApiToken(Base):
+    """A token for scripts and runtimes; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(100), default="general")
+    title: Mapped[str | None] = mapped_column(String(200), default=None)
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | paused
+    runtime_type: Mapped[str] = mapped_column(String(50))
+    runtime_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    instructions: Mapped[str | None] = mapped_column(Text, default=None)
+    is_example: Mapped[bool] = mapped_column(default=False)
+
+
+class Secret(Base):
+    """A named secret of an organization, AES-256-GCM encrypted with AAD bound to this row."""
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ActivityLog(Base):
+    __tablename__ = "activity_log"
+    __table_args__ = (Index("ix_activity_org_created", "org_id", "created_at"),)
+
+    org_id: Mapped[str | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    actor: Mapped[str] = mapped_column(String(200))  # "user:<id>", "agent:<id>", "system"
+    action: Mapped[str] = mapped_column(String(100))
+    entity_type: Mapped[str] = mapped_column(String(50))
+    entity_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

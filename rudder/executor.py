@@ -1,0 +1,415 @@
+"""The in-process run executor (embedded mode): one worker per busy conversation, in order.
+
+A run's text streams to subscribers at once; the database gets it in short batches so a long
+reply never holds a transaction open and a crash loses at most the last fraction of a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from rudder import texts
+from rudder.db.models import Agent, Conversation, Message, Run, RunEventRow, User, utcnow
+from rudder.domain import conversations as convs
+from rudder.domain import secret_store
+from rudder.domain.runs import FINAL_STATUSES
+from rudder.domain.secrets import SecretBox
+from rudder.live import LiveHub, conversation_topic
+from rudder.runtimes.base import ChatMessage, RunContext, RunEvent, RunEventKind, RuntimeError_
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.25
+WORKER_IDLE_S = 30.0
+STOP_TIMEOUT_S = 10.0
+HISTORY_LIMIT = 200
+
+
+@dataclass
+class RunUpdate:
+    """What observers (e.g. the Feishu reply streamer) learn about a run."""
+
+    run_id: str
+    conversation_id: str
+    agent_id: str
+    source: str
+    status: str
+    text: str = ""
+    error: str | None = None
+    trigger_message_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Observer = Callable[[str, RunUpdate], Awaitable[None]]  # (phase, update); phase: start|text|end
+
+RuntimeLookup = Callable[[str], Any]
+
+
+def message_view(m: Message) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "conversation_id": m.conversation_id,
+        "seq": m.seq,
+        "role": m.role,
+        "body": m.body,
+        "status": m.status,
+        "author_user_id": m.author_user_id,
+        "author_agent_id": m.author_agent_id,
+        "external_sender_id": m.external_sender_id,
+        "external_message_id": m.external_message_id,
+        "run_id": m.run_id,
+        "error": m.error,
+        "created_at": m.created_at.isoformat() if m.created_at else None,
+    }
+
+
+def run_view(r: Run) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "agent_id": r.agent_id,
+        "conversation_id": r.conversation_id,
+        "trigger_message_id": r.trigger_message_id,
+        "reply_message_id": r.reply_message_id,
+        "source": r.source,
+        "status": r.status,
+        "cancel_requested_at": r.cancel_requested_at.isoformat() if r.cancel_requested_at else None,
+        "started_at": r.started_at.isoformat() if r.started_at else None,
+        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+        "error": r.error,
+        "usage": r.usage,
+        "created_at": r.created_at.isoformat() if r.created_at else None,
+    }
+
+
+class InProcessRunQueue:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        live: LiveHub,
+        box: SecretBox,
+        runtime_lookup: RuntimeLookup | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._live = live
+        self._box = box
+        if runtime_lookup is None:
+            from rudder.runtimes import get_runtime
+
+            runtime_lookup = get_runtime
+        self._runtime_lookup = runtime_lookup
+        self._queues: dict[str, asyncio.Queue[str]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._executing: dict[str, asyncio.Task[None]] = {}
+        self._observers: list[Observer] = []
+        self._closed = False
+
+    def add_observer(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """At start-up: runs left `running` by a dead process fail visibly; queued ones resume."""
+        async with self._sessions() as session, session.begin():
+            stale = list(await session.scalars(select(Run).where(Run.status == "running")))
+            for run in stale:
+                run.status = "failed"
+                run.error = texts.RUN_INTERRUPTED
+                run.finished_at = utcnow()
+                await session.execute(
+                    update(Message)
+                    .where(Message.run_id == run.id, Message.status == "streaming")
+                    .values(status="failed", error=texts.RUN_INTERRUPTED, updated_at=utcnow())
+                )
+            queued = list(
+                await session.execute(
+                    select(Run.id, Run.conversation_id)
+                    .where(Run.status == "queued")
+                    .order_by(Run.created_at)
+                )
+            )
+        if stale:
+            log.warning("marked %d interrupted run(s) as failed", len(stale))
+        for run_id, conversation_id in queued:
+            await self.submit(run_id, conversation_id)
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = list(self._workers.values()) + list(self._executing.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+
+    # -- RunQueue ----------------------------------------------------------------------------
+
+    async def submit(self, run_id: str, conversation_id: str) -> None:
+        if self._closed:
+            return
+        queue = self._queues.setdefault(conversation_id, asyncio.Queue())
+        queue.put_nowait(run_id)
+        worker = self._workers.get(conversation_id)
+        if worker is None or worker.done():
+            self._workers[conversation_id] = asyncio.create_task(
+                self._worker(conversation_id, queue), name=f"runs:{conversation_id}"
+            )
+
+    async def cancel(self, run_id: str) -> bool:
+        task = self._executing.get(run_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
+
+    def is_executing(self, run_id: str) -> bool:
+        task = self._executing.get(run_id)
+        return task is not None and not task.done()
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until nothing is queued or executing (tests and orderly shutdown)."""
+        deadline = time.monotonic() + timeout
+        while any(not w.done() for w in self._workers.values()) and any(
+            not q.empty() for q in self._queues.values()
+        ) or any(not t.done() for t in self._executing.values()):
+            if time.monotonic() > deadline:
+                raise TimeoutError("runs still executing")
+            await asyncio.sleep(0.02)
+
+    # -- execution ---------------------------------------------------------------------------
+
+    async def _worker(self, conversation_id: str, queue: asyncio.Queue[str]) -> None:
+        try:
+            while True:
+                try:
+                    run_id = await asyncio.wait_for(queue.get(), WORKER_IDLE_S)
+                except TimeoutError:
+                    if queue.empty():
+                        return
+                    continue
+                task = asyncio.create_task(self._execute(run_id), name=f"run:{run_id}")
+                self._executing[run_id] = task
+                try:
+                    # asyncio.wait, not await: a cancelled run must not end this worker.
+                    await asyncio.wait({task})
+                finally:
+                    self._executing.pop(run_id, None)
+        finally:
+            if self._workers.get(conversation_id) is asyncio.current_task():
+                self._workers.pop(conversation_id, None)
+                if queue.empty():
+                    self._queues.pop(conversation_id, None)
+
+    async def _notify(self, phase: str, update_: RunUpdate) -> None:
+        for observer in self._observers:
+            try:
+                await observer(phase, update_)
+            except Exception:
+                log.exception("run observer failed in phase %s", phase)
+
+    async def _start(self, run_id: str) -> tuple[RunContext, Any, RunUpdate, str] | None:
+        async with self._sessions() as session, session.begin():
+            run = await session.get(Run, run_id)
+            if run is None or run.status != "queued":
+                return None
+            conv = await session.get(Conversation, run.conversation_id)
+            agent = await session.get(Agent, run.agent_id)
+            assert conv is not None and agent is not None
+            history = await convs.list_messages(session, conv.id, limit=100_000)
+            trigger = await session.get(Message, run.trigger_message_id) if run.trigger_message_id else None
+            if trigger is not None:
+                # Messages that arrived after the trigger belong to later runs.
+                history = [m for m in history if m.seq <= trigger.seq]
+            names = await _author_names(session, {m.author_user_id for m in history})
+            reply = await convs.append_message(
+                session, conv, role="assistant", body="", status="streaming",
+                author_agent_id=agent.id, run_id=run.id,
+            )
+            run.status = "running"
+            run.started_at = utcnow()
+            run.reply_message_id = reply.id
+            ctx = RunContext(
+                run_id=run.id,
+                agent_id=agent.id,
+                agent_name=agent.name,
+                conversation_id=conv.id,
+                messages=[
+                    ChatMessage(role=m.role, body=m.body, author=names.get(m.author_user_id or ""))
+                    for m in history[-HISTORY_LIMIT:]
+                    if m.status in ("completed", "stopped") and m.body
+                ],
+                runtime_config=dict(agent.runtime_config),
+                instructions=agent.instructions,
+                resolve_secret=self._secret_resolver(agent.org_id),
+                session_id=conv.runtime_session_id,
+            )
+            paused = agent.status != "active"
+            runtime_type = agent.runtime_type
+            upd = RunUpdate(
+                run_id=run.id, conversation_id=conv.id, agent_id=agent.id, source=run.source,
+                status="running", trigger_message_id=run.trigger_message_id,
+            )
+            topic = conversation_topic(conv.id)
+            self._live.publish(topic, "run.updated", run_view(run))
+            self._live.publish(topic, "message.created", message_view(reply))
+        if paused:
+            await self._finish(run_id, reply.id, upd, "", "failed", texts.AGENT_PAUSED, {}, [])
+            return None
+        return ctx, runtime_type, upd, reply.id
+
+    def _secret_resolver(self, org_id: str) -> Callable[[str], Awaitable[str]]:
+        async def resolve(name: str) -> str:
+            async with self._sessions() as session:
+                try:
+                    return await secret_store.get_secret_value(session, self._box, org_id, name)
+                except Exception as exc:
+                    raise RuntimeError_(f"secret {name!r} is not available: {exc}") from None
+
+        return resolve
+
+    async def _execute(self, run_id: str) -> None:
+        started = await self._start(run_id)
+        if started is None:
+            return
+        ctx, runtime_type, upd, reply_id = started
+        topic = conversation_topic(ctx.conversation_id)
+        await self._notify("start", upd)
+
+        text_parts: list[str] = []
+        pending_events: list[RunEvent] = []
+        pending_text = ""
+        usage: dict[str, Any] = {}
+        session_id: str | None = None
+        last_flush = time.monotonic()
+        status, error = "succeeded", None
+        seq = 0
+        text_len = 0
+
+        async def flush() -> None:
+            nonlocal pending_events, pending_text, last_flush, seq
+            rows: list[RunEventRow] = []
+            if pending_text:
+                seq += 1
+                rows.append(RunEventRow(run_id=run_id, seq=seq, kind="text", payload={"text": pending_text}))
+            for ev in pending_events:
+                seq += 1
+                rows.append(RunEventRow(run_id=run_id, seq=seq, kind=ev.kind.value, payload=_payload(ev)))
+            pending_events, pending_text = [], ""
+            last_flush = time.monotonic()
+            async with self._sessions() as session, session.begin():
+                session.add_all(rows)
+                await session.execute(
+                    update(Message).where(Message.id == reply_id).values(body="".join(text_parts))
+                )
+
+        try:
+            runtime = self._runtime_lookup(runtime_type)
+            async for ev in runtime.stream(ctx):
+                if ev.kind is RunEventKind.TEXT:
+                    if not ev.text:
+                        continue
+                    # `offset` lets a client that got a snapshot mid-stream skip what it has.
+                    delta = {"message_id": reply_id, "run_id": run_id, "offset": text_len, "delta": ev.text}
+                    text_parts.append(ev.text)
+                    text_len += len(ev.text)
+                    pending_text += ev.text
+                    self._live.publish(topic, "message.delta", delta)
+                    upd.text = "".join(text_parts)
+                    await self._notify("text", upd)
+                else:
+                    pending_events.append(ev)
+                    if ev.kind is RunEventKind.USAGE:
+                        usage.update(ev.data)
+                    elif ev.kind is RunEventKind.SESSION:
+                        session_id = str(ev.data.get("session_id") or ev.text or "") or None
+                if time.monotonic() - last_flush >= FLUSH_INTERVAL_S:
+                    await flush()
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            status, error = "cancelled", None
+        except RuntimeError_ as exc:
+            status, error = "failed", str(exc) or "the runtime failed"
+        except KeyError as exc:
+            status, error = "failed", f"unknown runtime: {exc}"
+        except Exception as exc:
+            log.exception("run %s crashed", run_id)
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+        await self._finish(run_id, reply_id, upd, "".join(text_parts), status, error, usage,
+                           pending_events, pending_text, seq, session_id)
+
+    async def _finish(
+        self,
+        run_id: str,
+        reply_id: str,
+        upd: RunUpdate,
+        text: str,
+        status: str,
+        error: str | None,
+        usage: dict[str, Any],
+        pending_events: list[RunEvent],
+        pending_text: str = "",
+        seq: int = 0,
+        session_id: str | None = None,
+    ) -> None:
+        message_status = {"succeeded": "completed", "cancelled": "stopped"}.get(status, "failed")
+        # Shielded: a shutdown that cancels us mid-write must not leave the run "running".
+        async def write() -> tuple[Run, Message]:
+            nonlocal seq
+            async with self._sessions() as session, session.begin():
+                run = await session.get(Run, run_id)
+                message = await session.get(Message, reply_id)
+                assert run is not None and message is not None
+                if pending_text:
+                    seq += 1
+                    session.add(RunEventRow(run_id=run_id, seq=seq, kind="text", payload={"text": pending_text}))
+                for ev in pending_events:
+                    seq += 1
+                    session.add(RunEventRow(run_id=run_id, seq=seq, kind=ev.kind.value, payload=_payload(ev)))
+                seq += 1
+                session.add(RunEventRow(run_id=run_id, seq=seq, kind="status",
+                                        payload={"status": status, "error": error}))
+                if run.status not in FINAL_STATUSES:
+                    run.status = status
+                run.error = error
+                run.usage = usage
+                run.finished_at = utcnow()
+                message.body = text
+                message.status = message_status
+                message.error = error
+                message.updated_at = utcnow()
+                if session_id:
+                    conv = await session.get(Conversation, run.conversation_id)
+                    if conv is not None:
+                        conv.runtime_session_id = session_id
+                return run, message
+
+        run, message = await asyncio.shield(write())
+        topic = conversation_topic(run.conversation_id)
+        self._live.publish(topic, "message.updated", message_view(message))
+        self._live.publish(topic, "run.updated", run_view(run))
+        upd.status, upd.text, upd.error = run.status, text, error
+        await self._notify("end", upd)
+
+
+async def _author_names(session: AsyncSession, user_ids: set[str | None]) -> dict[str, str]:
+    ids = [u for u in user_ids if u]
+    if not ids:
+        return {}
+    rows = await session.execute(select(User.id, User.name).where(User.id.in_(ids)))
+    return {uid: name for uid, name in rows.all()}
+
+
+def _payload(ev: RunEvent) -> dict[str, Any]:
+    payload: dict[str, Any] = dict(ev.data)
+    if ev.text:
+        payload["text"] = ev.text
+    return payload

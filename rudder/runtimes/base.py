@@ -1,0 +1,81 @@
+"""The AgentRuntime port: how a run asks an agent for a reply.
+
+A runtime turns a `RunContext` into a stream of `RunEvent`s. Cancellation is plain asyncio
+cancellation of the task that iterates the stream: a runtime must release what it holds
+(processes, connections) in `finally` blocks, within a bounded time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class RuntimeError_(Exception):
+    """A runtime failed; `str(exc)` is the reason shown to people (never a secret)."""
+
+
+class RunEventKind(StrEnum):
+    TEXT = "text"  # a delta of the assistant's visible reply
+    THINKING = "thinking"  # kept in the transcript, never sent to Feishu as text
+    TOOL_CALL = "tool_call"
+    TOOL_RESULT = "tool_result"
+    SESSION = "session"  # the runtime's own session id (resumed on the next message)
+    USAGE = "usage"  # tokens / cost
+    LOG = "log"  # diagnostic line (e.g. stderr), transcript only
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str  # "user" | "assistant" | "system"
+    body: str
+    author: str | None = None
+
+
+SecretResolver = Callable[[str], Awaitable[str]]
+
+
+async def _no_secrets(name: str) -> str:
+    raise RuntimeError_(f"secret {name!r} is not available to this runtime")
+
+
+@dataclass(slots=True)
+class RunContext:
+    run_id: str
+    agent_id: str
+    agent_name: str
+    conversation_id: str
+    messages: list[ChatMessage]
+    runtime_config: Mapping[str, Any]
+    instructions: str | None = None
+    # Resolves a secret reference (the secret's name in the agent's organization) to its value.
+    resolve_secret: SecretResolver = _no_secrets
+    # Session id the runtime reported last time in this conversation (for resumable CLIs).
+    session_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt(self) -> str:
+        """The newest user message: what this run answers."""
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.body
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    kind: RunEventKind
+    text: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class AgentRuntime(Protocol):
+    type_name: str
+
+    def stream(self, ctx: RunContext) -> AsyncIterator[RunEvent]: ...
+
+
+RuntimeFactory = Callable[[], AgentRuntime]

@@ -1,0 +1,143 @@
+"""The application factory, its lifespan, and running it under uvicorn from our own loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from starlette.middleware.sessions import SessionMiddleware
+
+from rudder import __version__
+from rudder.config import Settings
+from rudder.db import migrate
+from rudder.db.engine import create_engine, session_factory
+from rudder.domain import orgs
+from rudder.domain.secrets import load_secret_box
+from rudder.executor import InProcessRunQueue
+from rudder.live import LiveHub
+from rudder.services import Services
+
+log = logging.getLogger(__name__)
+
+ServicesHook = Callable[[Services], None]
+
+
+async def start_services(settings: Settings) -> Services:
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.effective_database_url)
+    await migrate.upgrade(engine)
+    sessions = session_factory(engine)
+    async with sessions() as session, session.begin():
+        await orgs.bootstrap(session)
+    box = load_secret_box(
+        settings.home_dir, settings.secrets_key.get_secret_value() if settings.secrets_key else None
+    )
+    live = LiveHub()
+    runs = InProcessRunQueue(sessions, live, box)
+    services = Services(settings=settings, engine=engine, sessions=sessions, box=box, live=live, runs=runs)
+    await runs.recover()
+    return services
+
+
+async def stop_services(services: Services) -> None:
+    await services.runs.close()
+    await services.engine.dispose()
+
+
+def create_app(settings: Settings | None = None, *, on_start: ServicesHook | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await start_services(settings)
+        app.state.services = services
+        if on_start is not None:
+            on_start(services)
+        try:
+            yield
+        finally:
+            await stop_services(services)
+
+    app = FastAPI(
+        title="Rudder",
+        version=__version__,
+        description="The operating layer for agent teams; every agent can own one Feishu or Lark bot.",
+        lifespan=lifespan,
+    )
+    session_secret = (
+        settings.session_secret.get_secret_value() if settings.session_secret else _session_secret(settings)
+    )
+    app.add_middleware(SessionMiddleware, secret_key=session_secret, same_site="lax", https_only=False)
+
+    from rudder.api import errors, routes_agents, routes_conversations, routes_orgs, routes_runs
+    from rudder.web import routes as web_routes
+
+    errors.install(app)
+    app.include_router(routes_orgs.router)
+    app.include_router(routes_agents.router)
+    app.include_router(routes_conversations.router)
+    app.include_router(routes_runs.router)
+    app.include_router(web_routes.router)
+    return app
+
+
+def _session_secret(settings: Settings) -> str:
+    path = settings.home_dir / "session.key"
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        import os
+        import secrets
+
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+class RunningServer:
+    """Serve an ASGI app on a real socket (port 0 picks a free one) until the context exits."""
+
+    def __init__(self, app: object, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.host, self.port = host, self._sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.server.serve(sockets=[self._sock]))
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 15)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        self._sock.close()
+
+    async def __aenter__(self) -> RunningServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

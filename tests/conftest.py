@@ -1,0 +1,116 @@
+"""Shared fixtures: every database-backed test runs on SQLite and on PostgreSQL.
+
+PostgreSQL tests read RUDDER_TEST_POSTGRES_URL and skip when it is unset, unless
+RUDDER_REQUIRE_POSTGRES=1, under which a missing or unreachable database fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from rudder.config import Settings, normalize_database_url
+from rudder.server import create_app
+from rudder.services import Services
+
+TEST_SECRETS_KEY = secrets.token_hex(32)
+BACKENDS = ["sqlite", "postgres"]
+
+
+def _pg_admin_url() -> str | None:
+    url = os.environ.get("RUDDER_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("RUDDER_REQUIRE_POSTGRES") == "1":
+            pytest.fail("RUDDER_REQUIRE_POSTGRES=1 but RUDDER_TEST_POSTGRES_URL is not set")
+        return None
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str | None]:
+    """A throw-away PostgreSQL database for this test session (None when not configured)."""
+    admin = _pg_admin_url()
+    if admin is None:
+        yield None
+        return
+    import psycopg
+
+    name = f"rudder_test_{os.getpid()}_{secrets.token_hex(3)}"
+    plain = admin.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        with psycopg.connect(plain, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        pytest.fail(f"PostgreSQL at RUDDER_TEST_POSTGRES_URL is not usable: {exc}")
+    base, _, _ = plain.rpartition("/")
+    yield normalize_database_url(f"{base}/{name}")
+    with psycopg.connect(plain, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _truncate_all(url: str) -> None:
+    import psycopg
+
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
+            )
+        ]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'rudder.db'}"
+    url = request.getfixturevalue("pg_database")
+    if url is None:
+        pytest.skip("RUDDER_TEST_POSTGRES_URL is not set")
+    _truncate_all(url)
+    return str(url)
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        database_url=db_url,
+        secrets_key=TEST_SECRETS_KEY,
+        public_url="http://rudder.test",
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def services(app: FastAPI) -> Services:
+    svc: Services = app.state.services
+    return svc
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rudder.test") as c:
+        yield c
+
+
+@pytest.fixture(autouse=True)
+def _fast_example_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bundled example agent types word by word; tests don't need to wait for it.
+    monkeypatch.setenv("RUDDER_EXAMPLE_DELAY_MS", os.environ.get("RUDDER_EXAMPLE_DELAY_MS", "5"))
