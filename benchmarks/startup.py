@@ -31,7 +31,9 @@ def one_start(fresh_home: bool, home: str) -> float:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rudder", "start", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = started + 60
@@ -55,11 +57,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         first = one_start(True, home)  # creates the database and runs every migration
         warm = [one_start(False, home) for _ in range(args.runs)]
-    print(json.dumps({
-        "start_to_healthy_s": round(statistics.median(warm), 3),
-        "first_start_to_healthy_s": round(first, 3),
-        "runs": args.runs,
-    }))
+    print(
+        json.dumps(
+            {
+                "start_to_healthy_s": round(statistics.median(warm), 3),
+                "first_start_to_healthy_s": round(first, 3),
+                "runs": args.runs,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

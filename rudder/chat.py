@@ -25,8 +25,13 @@ async def post_user_message(
 ) -> tuple[Message, Run]:
     """Append the user's message, queue a run of the conversation's agent, and commit."""
     message = await convs.append_message(
-        session, conv, role="user", body=body, author_user_id=author_user_id,
-        external_sender_id=external_sender_id, external_message_id=external_message_id,
+        session,
+        conv,
+        role="user",
+        body=body,
+        author_user_id=author_user_id,
+        external_sender_id=external_sender_id,
+        external_message_id=external_message_id,
     )
     run = runs_domain.new_run(conv, message, source)
     session.add(run)
@@ -50,6 +55,8 @@ async def cancel_runs(services: Services, session: AsyncSession, runs: list[Run]
     for run in runs:
         if run.id in cancelled:
             if run.status == "cancelled":
-                services.live.publish(conversation_topic(run.conversation_id), "run.updated", run_view(run))
+                services.live.publish(
+                    conversation_topic(run.conversation_id), "run.updated", run_view(run)
+                )
             await services.runs.cancel(run.id)
     return cancelled

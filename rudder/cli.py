@@ -59,7 +59,8 @@ def start(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     sandbox: Annotated[
-        bool, typer.Option("--sandbox", help="Also start the offline Feishu/Lark sandbox and use it.")
+        bool,
+        typer.Option("--sandbox", help="Also start the offline Feishu/Lark sandbox and use it."),
     ] = False,
 ) -> None:
     """Run Rudder (web UI, API, bots and runs in one process)."""
@@ -86,7 +87,9 @@ async def _start(settings: Settings, with_sandbox: bool) -> None:
         await sandbox_server.__aenter__()
         settings.feishu_base_url = sandbox_server.url
         console.print(f"[cyan]Feishu/Lark sandbox[/] at {sandbox_server.url}/_sandbox/")
-    server = RunningServer(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    server = RunningServer(
+        create_app(settings), host=settings.host, port=settings.port, log_level="warning"
+    )
     try:
         await server.start()
         console.print(f"[bold green]Rudder is running[/] at {server.url}  (Ctrl+C to stop)")
@@ -143,7 +146,9 @@ async def _pick_org(session: Any, org: str | None) -> Any:
 
     query = select(Organization).order_by(Organization.created_at)
     if org:
-        query = query.where((Organization.slug == org) | (Organization.id == org) | (Organization.name == org))
+        query = query.where(
+            (Organization.slug == org) | (Organization.id == org) | (Organization.name == org)
+        )
     found = (await session.scalars(query)).first()
     if found is None:
         console.print(f"[red]No organization {org!r}.[/]")
@@ -162,7 +167,13 @@ def agent_list(
     async def run(session: Any) -> list[dict[str, Any]]:
         found = await _pick_org(session, org)
         return [
-            {"id": a.id, "name": a.name, "role": a.role, "runtime_type": a.runtime_type, "status": a.status}
+            {
+                "id": a.id,
+                "name": a.name,
+                "role": a.role,
+                "runtime_type": a.runtime_type,
+                "status": a.status,
+            }
             for a in await agents.list_agents(session, found.id)
         ]
 
@@ -190,8 +201,10 @@ def agent_create(
     from rudder.runtimes import DEFAULT_AGENT_RUNTIME
 
     try:
-        runtime_config = json.loads(config) if config else (
-            dict(DEFAULT_AGENT_RUNTIME[1]) if runtime == DEFAULT_AGENT_RUNTIME[0] else {}
+        runtime_config = (
+            json.loads(config)
+            if config
+            else (dict(DEFAULT_AGENT_RUNTIME[1]) if runtime == DEFAULT_AGENT_RUNTIME[0] else {})
         )
     except json.JSONDecodeError as exc:
         console.print(f"[red]--config is not valid JSON:[/] {exc}")
@@ -200,8 +213,13 @@ def agent_create(
     async def run(session: Any) -> Any:
         found = await _pick_org(session, org)
         return await agents.create_agent(
-            session, found.id, name=name, runtime_type=runtime, runtime_config=runtime_config,
-            role=role, actor="cli",
+            session,
+            found.id,
+            name=name,
+            runtime_type=runtime,
+            runtime_config=runtime_config,
+            role=role,
+            actor="cli",
         )
 
     try:

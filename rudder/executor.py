@@ -7,6 +7,7 @@ reply never holds a transaction open and a crash loses at most the last fraction
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -176,8 +177,9 @@ class InProcessRunQueue:
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until nothing is queued or executing (tests and orderly shutdown)."""
         deadline = time.monotonic() + timeout
-        while any(not w.done() for w in self._workers.values()) and any(
-            not q.empty() for q in self._queues.values()
+        while (
+            any(not w.done() for w in self._workers.values())
+            and any(not q.empty() for q in self._queues.values())
         ) or any(not t.done() for t in self._executing.values()):
             if time.monotonic() > deadline:
                 raise TimeoutError("runs still executing")
@@ -223,14 +225,23 @@ class InProcessRunQueue:
             agent = await session.get(Agent, run.agent_id)
             assert conv is not None and agent is not None
             history = await convs.list_messages(session, conv.id, limit=100_000)
-            trigger = await session.get(Message, run.trigger_message_id) if run.trigger_message_id else None
+            trigger = (
+                await session.get(Message, run.trigger_message_id)
+                if run.trigger_message_id
+                else None
+            )
             if trigger is not None:
                 # Messages that arrived after the trigger belong to later runs.
                 history = [m for m in history if m.seq <= trigger.seq]
             names = await _author_names(session, {m.author_user_id for m in history})
             reply = await convs.append_message(
-                session, conv, role="assistant", body="", status="streaming",
-                author_agent_id=agent.id, run_id=run.id,
+                session,
+                conv,
+                role="assistant",
+                body="",
+                status="streaming",
+                author_agent_id=agent.id,
+                run_id=run.id,
             )
             run.status = "running"
             run.started_at = utcnow()
@@ -253,8 +264,12 @@ class InProcessRunQueue:
             paused = agent.status != "active"
             runtime_type = agent.runtime_type
             upd = RunUpdate(
-                run_id=run.id, conversation_id=conv.id, agent_id=agent.id, source=run.source,
-                status="running", trigger_message_id=run.trigger_message_id,
+                run_id=run.id,
+                conversation_id=conv.id,
+                agent_id=agent.id,
+                source=run.source,
+                status="running",
+                trigger_message_id=run.trigger_message_id,
             )
             topic = conversation_topic(conv.id)
             self._live.publish(topic, "run.updated", run_view(run))
@@ -297,10 +312,14 @@ class InProcessRunQueue:
             rows: list[RunEventRow] = []
             if pending_text:
                 seq += 1
-                rows.append(RunEventRow(run_id=run_id, seq=seq, kind="text", payload={"text": pending_text}))
+                rows.append(
+                    RunEventRow(run_id=run_id, seq=seq, kind="text", payload={"text": pending_text})
+                )
             for ev in pending_events:
                 seq += 1
-                rows.append(RunEventRow(run_id=run_id, seq=seq, kind=ev.kind.value, payload=_payload(ev)))
+                rows.append(
+                    RunEventRow(run_id=run_id, seq=seq, kind=ev.kind.value, payload=_payload(ev))
+                )
             pending_events, pending_text = [], ""
             last_flush = time.monotonic()
             async with self._sessions() as session, session.begin():
@@ -311,26 +330,33 @@ class InProcessRunQueue:
 
         try:
             runtime = self._runtime_lookup(runtime_type)
-            async for ev in runtime.stream(ctx):
-                if ev.kind is RunEventKind.TEXT:
-                    if not ev.text:
-                        continue
-                    # `offset` lets a client that got a snapshot mid-stream skip what it has.
-                    delta = {"message_id": reply_id, "run_id": run_id, "offset": text_len, "delta": ev.text}
-                    text_parts.append(ev.text)
-                    text_len += len(ev.text)
-                    pending_text += ev.text
-                    self._live.publish(topic, "message.delta", delta)
-                    upd.text = "".join(text_parts)
-                    await self._notify("text", upd)
-                else:
-                    pending_events.append(ev)
-                    if ev.kind is RunEventKind.USAGE:
-                        usage.update(ev.data)
-                    elif ev.kind is RunEventKind.SESSION:
-                        session_id = str(ev.data.get("session_id") or ev.text or "") or None
-                if time.monotonic() - last_flush >= FLUSH_INTERVAL_S:
-                    await flush()
+            # aclosing: a stop that lands between events still releases the process at once.
+            async with contextlib.aclosing(runtime.stream(ctx)) as stream:
+                async for ev in stream:
+                    if ev.kind is RunEventKind.TEXT:
+                        if not ev.text:
+                            continue
+                        # `offset` lets a client that got a snapshot mid-stream skip what it has.
+                        delta = {
+                            "message_id": reply_id,
+                            "run_id": run_id,
+                            "offset": text_len,
+                            "delta": ev.text,
+                        }
+                        text_parts.append(ev.text)
+                        text_len += len(ev.text)
+                        pending_text += ev.text
+                        self._live.publish(topic, "message.delta", delta)
+                        upd.text = "".join(text_parts)
+                        await self._notify("text", upd)
+                    else:
+                        pending_events.append(ev)
+                        if ev.kind is RunEventKind.USAGE:
+                            usage.update(ev.data)
+                        elif ev.kind is RunEventKind.SESSION:
+                            session_id = str(ev.data.get("session_id") or ev.text or "") or None
+                    if time.monotonic() - last_flush >= FLUSH_INTERVAL_S:
+                        await flush()
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None:
@@ -343,8 +369,19 @@ class InProcessRunQueue:
         except Exception as exc:
             log.exception("run %s crashed", run_id)
             status, error = "failed", f"{type(exc).__name__}: {exc}"
-        await self._finish(run_id, reply_id, upd, "".join(text_parts), status, error, usage,
-                           pending_events, pending_text, seq, session_id)
+        await self._finish(
+            run_id,
+            reply_id,
+            upd,
+            "".join(text_parts),
+            status,
+            error,
+            usage,
+            pending_events,
+            pending_text,
+            seq,
+            session_id,
+        )
 
     async def _finish(
         self,
@@ -361,6 +398,7 @@ class InProcessRunQueue:
         session_id: str | None = None,
     ) -> None:
         message_status = {"succeeded": "completed", "cancelled": "stopped"}.get(status, "failed")
+
         # Shielded: a shutdown that cancels us mid-write must not leave the run "running".
         async def write() -> tuple[Run, Message]:
             nonlocal seq
@@ -370,13 +408,27 @@ class InProcessRunQueue:
                 assert run is not None and message is not None
                 if pending_text:
                     seq += 1
-                    session.add(RunEventRow(run_id=run_id, seq=seq, kind="text", payload={"text": pending_text}))
+                    session.add(
+                        RunEventRow(
+                            run_id=run_id, seq=seq, kind="text", payload={"text": pending_text}
+                        )
+                    )
                 for ev in pending_events:
                     seq += 1
-                    session.add(RunEventRow(run_id=run_id, seq=seq, kind=ev.kind.value, payload=_payload(ev)))
+                    session.add(
+                        RunEventRow(
+                            run_id=run_id, seq=seq, kind=ev.kind.value, payload=_payload(ev)
+                        )
+                    )
                 seq += 1
-                session.add(RunEventRow(run_id=run_id, seq=seq, kind="status",
-                                        payload={"status": status, "error": error}))
+                session.add(
+                    RunEventRow(
+                        run_id=run_id,
+                        seq=seq,
+                        kind="status",
+                        payload={"status": status, "error": error},
+                    )
+                )
                 if run.status not in FINAL_STATUSES:
                     run.status = status
                 run.error = error

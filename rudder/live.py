@@ -50,7 +50,9 @@ class LiveHub:
     def __init__(self) -> None:
         self.epoch = secrets.token_hex(4)
         self._counter = itertools.count(1)
-        self._buffers: dict[str, deque[LiveEvent]] = defaultdict(lambda: deque(maxlen=REPLAY_BUFFER))
+        self._buffers: dict[str, deque[LiveEvent]] = defaultdict(
+            lambda: deque(maxlen=REPLAY_BUFFER)
+        )
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
 
     def publish(self, topic: str, event: str, data: dict[str, Any]) -> LiveEvent:

@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
@@ -40,17 +41,41 @@ async def start_services(settings: Settings) -> Services:
     )
     live = LiveHub()
     runs = InProcessRunQueue(sessions, live, box)
-    services = Services(settings=settings, engine=engine, sessions=sessions, box=box, live=live, runs=runs)
+    # One pooled client for every outgoing call (Feishu, Lark, the sandbox). No env proxies:
+    # Feishu traffic must not silently detour through a developer's HTTP_PROXY.
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(15.0, connect=5.0),
+        trust_env=False,
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+    services = Services(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        box=box,
+        live=live,
+        runs=runs,
+        http=http,
+    )
     await runs.recover()
+    from rudder.feishu import setup as feishu_setup
+
+    await feishu_setup.poller(services).resume()
     return services
 
 
 async def stop_services(services: Services) -> None:
+    from rudder.feishu import setup as feishu_setup
+
+    await feishu_setup.shutdown(services)
     await services.runs.close()
+    await services.http.aclose()
     await services.engine.dispose()
 
 
-def create_app(settings: Settings | None = None, *, on_start: ServicesHook | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, on_start: ServicesHook | None = None
+) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -71,11 +96,22 @@ def create_app(settings: Settings | None = None, *, on_start: ServicesHook | Non
         lifespan=lifespan,
     )
     session_secret = (
-        settings.session_secret.get_secret_value() if settings.session_secret else _session_secret(settings)
+        settings.session_secret.get_secret_value()
+        if settings.session_secret
+        else _session_secret(settings)
     )
-    app.add_middleware(SessionMiddleware, secret_key=session_secret, same_site="lax", https_only=False)
+    app.add_middleware(
+        SessionMiddleware, secret_key=session_secret, same_site="lax", https_only=False
+    )
 
-    from rudder.api import errors, routes_agents, routes_conversations, routes_orgs, routes_runs
+    from rudder.api import (
+        errors,
+        routes_agents,
+        routes_conversations,
+        routes_feishu,
+        routes_orgs,
+        routes_runs,
+    )
     from rudder.web import routes as web_routes
 
     errors.install(app)
@@ -83,6 +119,7 @@ def create_app(settings: Settings | None = None, *, on_start: ServicesHook | Non
     app.include_router(routes_agents.router)
     app.include_router(routes_conversations.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_feishu.router)
     app.include_router(web_routes.router)
     return app
 
@@ -103,12 +140,16 @@ def _session_secret(settings: Settings) -> str:
 class RunningServer:
     """Serve an ASGI app on a real socket (port 0 picks a free one) until the context exits."""
 
-    def __init__(self, app: object, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+    def __init__(
+        self, app: object, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    ) -> None:
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.host, self.port = host, self._sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5
+        )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from rudder.config import Settings
@@ -23,4 +24,5 @@ class Services:
     box: SecretBox
     live: LiveHub
     runs: InProcessRunQueue
+    http: httpx.AsyncClient
     extras: dict[str, Any] = field(default_factory=dict)

@@ -114,3 +114,49 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 def _fast_example_agent(monkeypatch: pytest.MonkeyPatch) -> None:
     # The bundled example agent types word by word; tests don't need to wait for it.
     monkeypatch.setenv("RUDDER_EXAMPLE_DELAY_MS", os.environ.get("RUDDER_EXAMPLE_DELAY_MS", "5"))
+
+
+# -- Feishu: Rudder wired to a real sandbox on loopback -------------------------------------------
+
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+from rudder.sandbox import SandboxServer  # noqa: E402
+
+
+@dataclass
+class FeishuRig:
+    """Rudder (in-process ASGI) whose every Feishu/Lark call goes to a sandbox on loopback."""
+
+    app: FastAPI
+    client: httpx.AsyncClient  # Rudder's API
+    sandbox: SandboxServer
+    sb: httpx.AsyncClient  # the sandbox (its test-control API under /_sandbox/api)
+
+    @property
+    def services(self) -> Services:
+        svc: Services = self.app.state.services
+        return svc
+
+    async def control(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.sb.request(method, "/_sandbox/api" + path, **kwargs)
+        assert response.status_code < 300, response.text
+        return response.json()
+
+
+@pytest.fixture
+async def rig(settings: Settings) -> AsyncIterator[FeishuRig]:
+    async with (
+        SandboxServer() as sandbox,
+        httpx.AsyncClient(base_url=sandbox.url, timeout=10) as sb,
+    ):
+        # Poll registrations fast; the interval is the server's to set (reference §2.5).
+        await sb.patch("/_sandbox/api/settings", json={"registration_interval": 0.05})
+        settings.feishu_base_url = sandbox.url
+        application = create_app(settings)
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://rudder.test", timeout=20
+            ) as c:
+                yield FeishuRig(app=application, client=c, sandbox=sandbox, sb=sb)

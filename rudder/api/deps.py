@@ -24,7 +24,9 @@ def get_services(request: Request) -> Services:
     return services
 
 
-async def get_session(services: Annotated[Services, Depends(get_services)]) -> AsyncIterator[AsyncSession]:
+async def get_session(
+    services: Annotated[Services, Depends(get_services)],
+) -> AsyncIterator[AsyncSession]:
     async with services.sessions() as session:
         yield session
 
@@ -53,7 +55,9 @@ async def current_actor(request: Request, services: ServicesDep, session: Sessio
             raise Unauthorized("invalid or revoked API token")
         token, user = found
         await session.commit()
-        return Actor(user_id=user.id if user else None, agent_id=token.agent_id, token_org_id=token.org_id)
+        return Actor(
+            user_id=user.id if user else None, agent_id=token.agent_id, token_org_id=token.org_id
+        )
     if services.settings.deployment_mode is DeploymentMode.LOCAL:
         owner_id = services.extras.get("local_owner_id")
         if owner_id is None:
@@ -90,7 +94,9 @@ async def load_agent(session: AsyncSession, actor: Actor, agent_id: str) -> Agen
     return agent
 
 
-async def load_conversation(session: AsyncSession, actor: Actor, conversation_id: str) -> Conversation:
+async def load_conversation(
+    session: AsyncSession, actor: Actor, conversation_id: str
+) -> Conversation:
     conv = await convs.get_conversation(session, conversation_id)
     try:
         await require_org(session, actor, conv.org_id)

@@ -18,7 +18,9 @@ async def list_agents(org_id: str, actor: ActorDep, session: SessionDep) -> list
 
 
 @router.post("/orgs/{org_id}/agents", response_model=AgentOut, status_code=status.HTTP_201_CREATED)
-async def create_agent(org_id: str, body: AgentIn, actor: ActorDep, session: SessionDep) -> AgentOut:
+async def create_agent(
+    org_id: str, body: AgentIn, actor: ActorDep, session: SessionDep
+) -> AgentOut:
     await require_org(session, actor, org_id)
     agent = await agents.create_agent(
         session,
@@ -41,7 +43,9 @@ async def get_agent(agent_id: str, actor: ActorDep, session: SessionDep) -> Agen
 
 
 @router.patch("/agents/{agent_id}", response_model=AgentOut)
-async def patch_agent(agent_id: str, body: AgentPatch, actor: ActorDep, session: SessionDep) -> AgentOut:
+async def patch_agent(
+    agent_id: str, body: AgentPatch, actor: ActorDep, session: SessionDep
+) -> AgentOut:
     agent = await load_agent(session, actor, agent_id)
     await agents.update_agent(session, agent, body.model_dump(exclude_unset=True), actor.label)
     await session.commit()

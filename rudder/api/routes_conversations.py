@@ -11,8 +11,22 @@ from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from rudder import chat
-from rudder.api.deps import ActorDep, ServicesDep, SessionDep, load_agent, load_conversation, require_org
-from rudder.api.schemas import ConversationIn, ConversationOut, ForkIn, MessageIn, MessageOut, StopOut
+from rudder.api.deps import (
+    ActorDep,
+    ServicesDep,
+    SessionDep,
+    load_agent,
+    load_conversation,
+    require_org,
+)
+from rudder.api.schemas import (
+    ConversationIn,
+    ConversationOut,
+    ForkIn,
+    MessageIn,
+    MessageOut,
+    StopOut,
+)
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
 from rudder.executor import message_view, run_view
@@ -35,7 +49,11 @@ async def list_conversations(
     return [ConversationOut.model_validate(c) for c in rows]
 
 
-@router.post("/orgs/{org_id}/conversations", response_model=ConversationOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/orgs/{org_id}/conversations",
+    response_model=ConversationOut,
+    status_code=status.HTTP_201_CREATED,
+)
 async def create_conversation(
     org_id: str, body: ConversationIn, actor: ActorDep, session: SessionDep
 ) -> ConversationOut:
@@ -53,7 +71,9 @@ async def create_conversation(
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationOut)
-async def get_conversation(conversation_id: str, actor: ActorDep, session: SessionDep) -> ConversationOut:
+async def get_conversation(
+    conversation_id: str, actor: ActorDep, session: SessionDep
+) -> ConversationOut:
     return ConversationOut.model_validate(await load_conversation(session, actor, conversation_id))
 
 
@@ -77,12 +97,20 @@ async def list_messages(
     responses={409: {"description": "The conversation is bound to a Feishu chat (read-only here)"}},
 )
 async def post_message(
-    conversation_id: str, body: MessageIn, actor: ActorDep, session: SessionDep, services: ServicesDep
+    conversation_id: str,
+    body: MessageIn,
+    actor: ActorDep,
+    session: SessionDep,
+    services: ServicesDep,
 ) -> MessageOut:
     conv = await load_conversation(session, actor, conversation_id)
     convs.ensure_writable(conv)
     message, _ = await chat.post_user_message(
-        services, session, conv, body.body, author_user_id=actor.user_id,
+        services,
+        session,
+        conv,
+        body.body,
+        author_user_id=actor.user_id,
         source="api" if actor.agent_id else "local",
     )
     return MessageOut.model_validate(message)
@@ -99,13 +127,20 @@ async def stop_conversation(
     return StopOut(stopped=len(stopped), run_ids=stopped, detail=detail)
 
 
-@router.post("/conversations/{conversation_id}/fork", response_model=ConversationOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/conversations/{conversation_id}/fork",
+    response_model=ConversationOut,
+    status_code=status.HTTP_201_CREATED,
+)
 async def fork_conversation(
     conversation_id: str, actor: ActorDep, session: SessionDep, body: ForkIn | None = None
 ) -> ConversationOut:
     conv = await load_conversation(session, actor, conversation_id)
     copy = await convs.fork(
-        session, conv, user_id=actor.user_id, up_to_message_id=body.message_id if body else None,
+        session,
+        conv,
+        user_id=actor.user_id,
+        up_to_message_id=body.message_id if body else None,
         actor=actor.label,
     )
     await session.commit()
@@ -147,7 +182,10 @@ async def conversation_events(
         async with services.sessions() as s:
             messages = await convs.list_messages(s, conv_id, limit=100_000)
             active = await runs_domain.active_runs(s, conv_id)
-        data = {"messages": [message_view(m) for m in messages], "active_runs": [run_view(r) for r in active]}
+        data = {
+            "messages": [message_view(m) for m in messages],
+            "active_runs": [run_view(r) for r in active],
+        }
         return _sse("snapshot", json.dumps(data, default=str))
 
     async def stream() -> AsyncIterator[str]:

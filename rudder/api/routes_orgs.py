@@ -68,18 +68,26 @@ async def _require_admin(session: SessionDep, actor: ActorDep, org_id: str) -> N
         raise Forbidden("only owners and admins can do this")
 
 
-@router.post("/orgs/{org_id}/members", response_model=MemberOut, status_code=status.HTTP_201_CREATED)
-async def add_member(org_id: str, body: MemberIn, actor: ActorDep, session: SessionDep) -> MemberOut:
+@router.post(
+    "/orgs/{org_id}/members", response_model=MemberOut, status_code=status.HTTP_201_CREATED
+)
+async def add_member(
+    org_id: str, body: MemberIn, actor: ActorDep, session: SessionDep
+) -> MemberOut:
     await _require_admin(session, actor, org_id)
     m, u = await orgs.add_member(session, org_id, body.email, body.name, body.role, actor.label)
     await session.commit()
-    return MemberOut(id=m.id, user_id=u.id, email=u.email, name=u.name, role=m.role, status=m.status)
+    return MemberOut(
+        id=m.id, user_id=u.id, email=u.email, name=u.name, role=m.role, status=m.status
+    )
 
 
 @router.get("/orgs/{org_id}/secrets", response_model=list[SecretOut])
 async def list_secrets(org_id: str, actor: ActorDep, session: SessionDep) -> list[SecretOut]:
     await require_org(session, actor, org_id)
-    rows = await session.scalars(select(Secret).where(Secret.org_id == org_id).order_by(Secret.name))
+    rows = await session.scalars(
+        select(Secret).where(Secret.org_id == org_id).order_by(Secret.name)
+    )
     # Values are never returned; only that a secret exists and when it changed.
     return [SecretOut(id=r.id, name=r.name, updated_at=r.updated_at) for r in rows]
 
@@ -91,8 +99,13 @@ async def put_secret(
     await _require_admin(session, actor, org_id)
     row = await secret_store.put_secret(session, services.box, org_id, body.name, body.value)
     activity.record(
-        session, org_id=org_id, actor=actor.label, action="secret.updated", entity_type="secret",
-        entity_id=row.id, details={"name": body.name},
+        session,
+        org_id=org_id,
+        actor=actor.label,
+        action="secret.updated",
+        entity_type="secret",
+        entity_id=row.id,
+        details={"name": body.name},
     )
     await session.commit()
     return SecretOut(id=row.id, name=row.name, updated_at=row.updated_at)

@@ -26,13 +26,17 @@ async def run_events(
 ) -> list[RunEventOut]:
     await load_run(session, actor, run_id)
     rows = await session.scalars(
-        select(RunEventRow).where(RunEventRow.run_id == run_id, RunEventRow.seq > after_seq).order_by(RunEventRow.seq)
+        select(RunEventRow)
+        .where(RunEventRow.run_id == run_id, RunEventRow.seq > after_seq)
+        .order_by(RunEventRow.seq)
     )
     return [RunEventOut.model_validate(r) for r in rows]
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunOut)
-async def cancel_run(run_id: str, actor: ActorDep, session: SessionDep, services: ServicesDep) -> RunOut:
+async def cancel_run(
+    run_id: str, actor: ActorDep, session: SessionDep, services: ServicesDep
+) -> RunOut:
     run = await load_run(session, actor, run_id)
     await chat.cancel_runs(services, session, [run])
     await session.refresh(run)
@@ -41,7 +45,10 @@ async def cancel_run(run_id: str, actor: ActorDep, session: SessionDep, services
 
 @router.get("/agents/{agent_id}/runs", response_model=list[RunOut])
 async def agent_runs(
-    agent_id: str, actor: ActorDep, session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    agent_id: str,
+    actor: ActorDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[RunOut]:
     await load_agent(session, actor, agent_id)
     rows = await session.scalars(

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -22,10 +27,50 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin(conn: Any) -> None:
-    # BEGIN IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
-    # instead of one failing on lock upgrade half-way through its transaction.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+_READ_VERBS = frozenset({"SELECT", "PRAGMA", "EXPLAIN"})
+_IN_WRITE = "rudder_in_write_tx"
+
+
+def _is_write(statement: str) -> bool:
+    verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SELECT"
+    return verb not in _READ_VERBS
+
+
+def _install_sqlite_transactions(sync_engine: Any) -> None:
+    """Reads run in autocommit; a transaction starts, IMMEDIATE, at the first write.
+
+    Why: in WAL mode a deferred transaction that read first and then writes fails at once with
+    "database is locked" when another connection wrote in between (no busy wait on a lock
+    upgrade). BEGIN IMMEDIATE does wait on busy_timeout. And starting it only at the first write
+    means a request that merely reads never holds the write lock while it awaits other work in
+    the same event loop.
+    """
+
+    @event.listens_for(sync_engine, "connect")
+    def _driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin.
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(sync_engine, "begin")
+    def _no_begin(conn: Any) -> None:
+        conn.connection.info.pop(_IN_WRITE, None)
+
+    @event.listens_for(sync_engine, "before_cursor_execute")
+    def _begin_on_write(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        info = conn.connection.info
+        if not info.get(_IN_WRITE) and _is_write(statement):
+            cursor.execute("BEGIN IMMEDIATE")
+            info[_IN_WRITE] = True
+
+    def _end(conn: Any) -> None:
+        conn.connection.info.pop(_IN_WRITE, None)
+
+    event.listen(sync_engine, "commit", _end)
+    event.listen(sync_engine, "rollback", _end)
+
+    @event.listens_for(sync_engine.pool, "reset")
+    def _reset(_dbapi_connection: Any, record: Any, _reset_state: Any) -> None:
+        record.info.pop(_IN_WRITE, None)
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -33,15 +78,8 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         engine = create_async_engine(
             url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )
-        sync_engine = engine.sync_engine
-        event.listen(sync_engine, "connect", _sqlite_pragmas)
-
-        # Let SQLAlchemy, not the driver, manage transactions so BEGIN IMMEDIATE is used.
-        @event.listens_for(sync_engine, "connect")
-        def _no_driver_tx(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None
-
-        event.listen(sync_engine, "begin", _sqlite_begin)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        _install_sqlite_transactions(engine.sync_engine)
         return engine
     return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 

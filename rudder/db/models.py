@@ -2,7 +2,15 @@
 
 from rudder.db.base import Base, new_id, utcnow
 from rudder.db.models_chat import Conversation, Message, Run, RunEventRow
-from rudder.db.models_core import ActivityLog, Agent, ApiToken, Membership, Organization, Secret, User
+from rudder.db.models_core import (
+    ActivityLog,
+    Agent,
+    ApiToken,
+    Membership,
+    Organization,
+    Secret,
+    User,
+)
 from rudder.db.models_feishu import (
     BindingCode,
     BotLease,

@@ -24,7 +24,7 @@ def check_runtime(runtime_type: str, runtime_config: dict[str, Any]) -> dict[str
     try:
         return validate_runtime_config(runtime_type, runtime_config)
     except ValueError as exc:
-        raise Invalid(f"runtime_config: {exc}") from exc
+        raise Invalid(str(exc)) from exc
 
 
 async def get_agent(session: AsyncSession, agent_id: str) -> Agent:
@@ -35,7 +35,9 @@ async def get_agent(session: AsyncSession, agent_id: str) -> Agent:
 
 
 async def list_agents(session: AsyncSession, org_id: str) -> list[Agent]:
-    rows = await session.scalars(select(Agent).where(Agent.org_id == org_id).order_by(Agent.created_at))
+    rows = await session.scalars(
+        select(Agent).where(Agent.org_id == org_id).order_by(Agent.created_at)
+    )
     return list(rows)
 
 
@@ -73,13 +75,19 @@ async def create_agent(
     session.add(agent)
     await session.flush()
     activity.record(
-        session, org_id=org_id, actor=actor, action="agent.created", entity_type="agent",
+        session,
+        org_id=org_id,
+        actor=actor,
+        action="agent.created",
+        entity_type="agent",
         entity_id=agent.id,
     )
     return agent
 
 
-async def update_agent(session: AsyncSession, agent: Agent, changes: dict[str, Any], actor: str) -> Agent:
+async def update_agent(
+    session: AsyncSession, agent: Agent, changes: dict[str, Any], actor: str
+) -> Agent:
     if "name" in changes and changes["name"] != agent.name:
         new_name = str(changes["name"]).strip()
         if not new_name:
@@ -104,8 +112,13 @@ async def update_agent(session: AsyncSession, agent: Agent, changes: dict[str, A
         if field in changes:
             setattr(agent, field, changes[field])
     activity.record(
-        session, org_id=agent.org_id, actor=actor, action="agent.updated", entity_type="agent",
-        entity_id=agent.id, details={"fields": sorted(changes)},
+        session,
+        org_id=agent.org_id,
+        actor=actor,
+        action="agent.updated",
+        entity_type="agent",
+        entity_id=agent.id,
+        details={"fields": sorted(changes)},
     )
     await session.flush()
     return agent

@@ -34,11 +34,17 @@ def token_hash(token: str) -> str:
 
 
 async def issue_token(
-    session: AsyncSession, *, org_id: str, name: str, user_id: str | None = None,
+    session: AsyncSession,
+    *,
+    org_id: str,
+    name: str,
+    user_id: str | None = None,
     agent_id: str | None = None,
 ) -> tuple[ApiToken, str]:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(org_id=org_id, name=name, user_id=user_id, agent_id=agent_id, token_hash=token_hash(token))
+    row = ApiToken(
+        org_id=org_id, name=name, user_id=user_id, agent_id=agent_id, token_hash=token_hash(token)
+    )
     session.add(row)
     await session.flush()
     return row, token
@@ -46,7 +52,9 @@ async def issue_token(
 
 async def resolve_token(session: AsyncSession, token: str) -> tuple[ApiToken, User | None] | None:
     row = await session.scalar(
-        select(ApiToken).where(ApiToken.token_hash == token_hash(token), ApiToken.revoked_at.is_(None))
+        select(ApiToken).where(
+            ApiToken.token_hash == token_hash(token), ApiToken.revoked_at.is_(None)
+        )
     )
     if row is None:
         return None

@@ -49,8 +49,12 @@ async def create_conversation(
     session.add(conv)
     await session.flush()
     activity.record(
-        session, org_id=agent.org_id, actor=actor, action="conversation.created",
-        entity_type="conversation", entity_id=conv.id,
+        session,
+        org_id=agent.org_id,
+        actor=actor,
+        action="conversation.created",
+        entity_type="conversation",
+        entity_id=conv.id,
     )
     return conv
 
@@ -156,8 +160,13 @@ async def fork(
         )
     copy.last_message_at = utcnow()
     activity.record(
-        session, org_id=conv.org_id, actor=actor, action="conversation.forked",
-        entity_type="conversation", entity_id=copy.id, details={"from": conv.id},
+        session,
+        org_id=conv.org_id,
+        actor=actor,
+        action="conversation.forked",
+        entity_type="conversation",
+        entity_id=copy.id,
+        details={"from": conv.id},
     )
     await session.flush()
     return copy

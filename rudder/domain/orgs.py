@@ -42,7 +42,11 @@ async def create_org(session: AsyncSession, name: str, owner: User) -> Organizat
     await session.flush()
     session.add(Membership(org_id=org.id, user_id=owner.id, role="owner"))
     activity.record(
-        session, org_id=org.id, actor=f"user:{owner.id}", action="org.created", entity_type="org",
+        session,
+        org_id=org.id,
+        actor=f"user:{owner.id}",
+        action="org.created",
+        entity_type="org",
         entity_id=org.id,
     )
     await session.flush()
@@ -84,8 +88,13 @@ async def bootstrap(session: AsyncSession) -> tuple[Organization, Agent] | None:
     session.add(agent)
     await session.flush()
     activity.record(
-        session, org_id=org.id, actor="system", action="agent.created", entity_type="agent",
-        entity_id=agent.id, details={"example": True},
+        session,
+        org_id=org.id,
+        actor="system",
+        action="agent.created",
+        entity_type="agent",
+        entity_id=agent.id,
+        details={"example": True},
     )
     return org, agent
 
@@ -139,8 +148,13 @@ async def add_member(
     member = Membership(org_id=org_id, user_id=user.id, role=role)
     session.add(member)
     activity.record(
-        session, org_id=org_id, actor=actor, action="member.added", entity_type="user",
-        entity_id=user.id, details={"role": role},
+        session,
+        org_id=org_id,
+        actor=actor,
+        action="member.added",
+        entity_type="user",
+        entity_id=user.id,
+        details={"role": role},
     )
     await session.flush()
     return member, user

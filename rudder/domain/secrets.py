@@ -66,7 +66,11 @@ class SecretBox:
         if len(blob) < NONCE_BYTES + 16:
             raise SecretDecryptError("ciphertext is truncated")
         try:
-            return AESGCM(self.key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad.encode()).decode()
+            return (
+                AESGCM(self.key)
+                .decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad.encode())
+                .decode()
+            )
         except InvalidTag as exc:
             raise SecretDecryptError(
                 "secret cannot be decrypted with this key (wrong RUDDER_SECRETS_KEY, or moved row)"

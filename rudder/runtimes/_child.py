@@ -20,6 +20,7 @@ from .base import RuntimeError_
 
 STDERR_TAIL_BYTES = 4096
 _READ_SIZE = 65536
+_REAP_SEC = 2.0
 # Rudder's own settings (database URL, the secrets master key, ...) are not the agent's business;
 # a runtime config passes what an agent needs through its `env`.
 _PRIVATE_ENV = re.compile(r"^(RUDDER_.*|DATABASE_URL)$")
@@ -143,8 +144,9 @@ class Child:
                         await asyncio.wait_for(self.proc.wait(), self.spec.grace_sec)
                 # Also reaches helpers the agent started that ignored SIGTERM or outlived it.
                 self._signal_group(signal.SIGKILL)
-                if self.proc.returncode is None:
-                    await asyncio.wait_for(self.proc.wait(), 5.0)
+                # Bounded: a process that left the group (setsid) can hold our pipes open.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.proc.wait(), _REAP_SEC)
         except BaseException:
             # A second cancellation during cleanup must still leave nothing running.
             self._signal_group(signal.SIGKILL)

@@ -6,6 +6,7 @@ secret of the agent's organization; the plain value never sits in the agent row.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -110,6 +111,6 @@ def parse_config(model: type[M], config: Any) -> M:
 def run_config(model: type[M], config: Any) -> M:
     """Parse a stored config at run time, where a bad one fails the run with the reason."""
     try:
-        return parse_config(model, config)
+        return parse_config(model, dict(config) if isinstance(config, Mapping) else config)
     except RuntimeConfigError as exc:
         raise RuntimeError_(f"invalid runtime config: {exc}") from None

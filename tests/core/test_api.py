@@ -33,7 +33,9 @@ async def test_health_and_openapi(client: httpx.AsyncClient) -> None:
         assert path in spec["paths"], path
 
 
-async def test_first_start_creates_default_org_with_labelled_example_agent(client: httpx.AsyncClient) -> None:
+async def test_first_start_creates_default_org_with_labelled_example_agent(
+    client: httpx.AsyncClient,
+) -> None:
     org, agent = await default_org_and_agent(client)
     assert org["name"]
     assert agent["is_example"] is True
@@ -60,19 +62,28 @@ async def test_create_agent_validation_names_the_field(client: httpx.AsyncClient
     assert "runtime_type" in bad_runtime.json()["detail"]
 
     bad_config = await client.post(
-        f"/api/orgs/{org['id']}/agents", json={"name": "Y", "runtime_type": "http", "runtime_config": {}}
+        f"/api/orgs/{org['id']}/agents",
+        json={"name": "Y", "runtime_type": "http", "runtime_config": {}},
     )
     assert bad_config.status_code == 422
     assert "runtime_config" in bad_config.json()["detail"]
 
     ok = await client.post(
         f"/api/orgs/{org['id']}/agents",
-        json={"name": "Writer", "runtime_type": "http", "runtime_config": {"url": "http://127.0.0.1:9/x"}},
+        json={
+            "name": "Writer",
+            "runtime_type": "http",
+            "runtime_config": {"url": "http://127.0.0.1:9/x"},
+        },
     )
     assert ok.status_code == 201, ok.text
     dup = await client.post(
         f"/api/orgs/{org['id']}/agents",
-        json={"name": "Writer", "runtime_type": "http", "runtime_config": {"url": "http://127.0.0.1:9/x"}},
+        json={
+            "name": "Writer",
+            "runtime_type": "http",
+            "runtime_config": {"url": "http://127.0.0.1:9/x"},
+        },
     )
     assert dup.status_code == 409
     # Nothing already stored was lost by the failed attempts.
@@ -82,7 +93,9 @@ async def test_create_agent_validation_names_the_field(client: httpx.AsyncClient
 
 async def test_patch_agent(client: httpx.AsyncClient) -> None:
     _, agent = await default_org_and_agent(client)
-    r = await client.patch(f"/api/agents/{agent['id']}", json={"title": "Helper", "status": "paused"})
+    r = await client.patch(
+        f"/api/agents/{agent['id']}", json={"title": "Helper", "status": "paused"}
+    )
     assert r.status_code == 200
     assert r.json()["title"] == "Helper" and r.json()["status"] == "paused"
     bad = await client.patch(f"/api/agents/{agent['id']}", json={"status": "sleeping"})
@@ -92,16 +105,25 @@ async def test_patch_agent(client: httpx.AsyncClient) -> None:
 
 
 async def test_unknown_ids_are_404_with_error_body(client: httpx.AsyncClient) -> None:
-    for path in ("/api/agents/nope", "/api/conversations/nope", "/api/runs/nope", "/api/orgs/nope/agents"):
+    for path in (
+        "/api/agents/nope",
+        "/api/conversations/nope",
+        "/api/runs/nope",
+        "/api/orgs/nope/agents",
+    ):
         r = await client.get(path)
         assert r.status_code == 404, path
         assert r.json()["error"] == "not_found"
 
 
-async def test_other_organization_is_invisible(client: httpx.AsyncClient, services: Services) -> None:
+async def test_other_organization_is_invisible(
+    client: httpx.AsyncClient, services: Services
+) -> None:
     """A token of another organization sees 404 for this organization's things, and vice versa."""
     org, agent = await default_org_and_agent(client)
-    conv = (await client.post(f"/api/orgs/{org['id']}/conversations", json={"agent_id": agent["id"]})).json()
+    conv = (
+        await client.post(f"/api/orgs/{org['id']}/conversations", json={"agent_id": agent["id"]})
+    ).json()
 
     async with services.sessions() as session, session.begin():
         stranger = User(email="stranger@example.com", name="Stranger")
@@ -109,7 +131,9 @@ async def test_other_organization_is_invisible(client: httpx.AsyncClient, servic
         session.add_all([stranger, other])
         await session.flush()
         session.add(Membership(org_id=other.id, user_id=stranger.id, role="owner"))
-        other_agent = Agent(org_id=other.id, name="Theirs", runtime_type="process", runtime_config={})
+        other_agent = Agent(
+            org_id=other.id, name="Theirs", runtime_type="process", runtime_config={}
+        )
         session.add(other_agent)
         await session.flush()
         _, token = await auth.issue_token(session, org_id=other.id, name="t", user_id=stranger.id)
@@ -125,7 +149,9 @@ async def test_other_organization_is_invisible(client: httpx.AsyncClient, servic
     ):
         r = await client.get(path, headers=headers)
         assert r.status_code == 404, path
-    r = await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "hi"}, headers=headers)
+    r = await client.post(
+        f"/api/conversations/{conv['id']}/messages", json={"body": "hi"}, headers=headers
+    )
     assert r.status_code == 404
     assert [o["id"] for o in (await client.get("/api/orgs", headers=headers)).json()] == [other_id]
     # And the local owner cannot see the other organization either.
@@ -141,6 +167,8 @@ async def test_api_tokens_are_stored_hashed(client: httpx.AsyncClient, services:
     async with services.sessions() as session, session.begin():
         row, token = await auth.issue_token(session, org_id=org["id"], name="script")
     async with services.sessions() as session:
-        stored = await session.scalar(select(auth.ApiToken.token_hash).where(auth.ApiToken.id == row.id))
+        stored = await session.scalar(
+            select(auth.ApiToken.token_hash).where(auth.ApiToken.id == row.id)
+        )
     assert stored != token and token not in str(stored)
     assert stored == auth.token_hash(token)

@@ -13,11 +13,23 @@ from tests.helpers import default_org_and_agent, wait_for, wait_run
 
 async def _new_conversation(client: httpx.AsyncClient) -> dict[str, str]:
     org, agent = await default_org_and_agent(client)
-    r = await client.post(f"/api/orgs/{org['id']}/conversations", json={"agent_id": agent["id"], "title": "Hello"})
+    r = await client.post(
+        f"/api/orgs/{org['id']}/conversations", json={"agent_id": agent["id"], "title": "Hello"}
+    )
     assert r.status_code == 201
     conv = r.json()
-    for field in ("id", "agent_id", "title", "source", "bound", "region", "external_chat_type",
-                  "external_chat_name", "forked_from_conversation_id", "forked_from_message_id"):
+    for field in (
+        "id",
+        "agent_id",
+        "title",
+        "source",
+        "bound",
+        "region",
+        "external_chat_type",
+        "external_chat_name",
+        "forked_from_conversation_id",
+        "forked_from_message_id",
+    ):
         assert field in conv
     assert conv["source"] == "local" and conv["bound"] is False
     return dict(conv)
@@ -25,7 +37,9 @@ async def _new_conversation(client: httpx.AsyncClient) -> dict[str, str]:
 
 async def test_message_gets_a_reply_from_the_example_agent(client: httpx.AsyncClient) -> None:
     conv = await _new_conversation(client)
-    posted = await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "hello there"})
+    posted = await client.post(
+        f"/api/conversations/{conv['id']}/messages", json={"body": "hello there"}
+    )
     assert posted.status_code == 201
     message = posted.json()
     assert message["role"] == "user" and message["author_user_id"] and message["run_id"]
@@ -37,7 +51,10 @@ async def test_message_gets_a_reply_from_the_example_agent(client: httpx.AsyncCl
     assert reply["status"] == "completed" and reply["run_id"] == run["id"]
     assert "hello there" in reply["body"]
     events = (await client.get(f"/api/runs/{run['id']}/events")).json()
-    assert "".join(e["payload"].get("text", "") for e in events if e["kind"] == "text") == reply["body"]
+    assert (
+        "".join(e["payload"].get("text", "") for e in events if e["kind"] == "text")
+        == reply["body"]
+    )
     assert events[-1]["kind"] == "status"
 
 
@@ -60,9 +77,13 @@ async def test_messages_queue_in_order_one_run_at_a_time(client: httpx.AsyncClie
     assert [m["run_id"] for m in msgs if m["role"] == "assistant"] == run_ids
 
 
-async def test_stop_mid_stream_keeps_partial_text(client: httpx.AsyncClient, monkeypatch: object) -> None:
+async def test_stop_mid_stream_keeps_partial_text(
+    client: httpx.AsyncClient, monkeypatch: object
+) -> None:
     conv = await _new_conversation(client)
-    posted = (await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "slow please"})).json()
+    posted = (
+        await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "slow please"})
+    ).json()
 
     async def streaming_text() -> str | None:
         msgs = (await client.get(f"/api/conversations/{conv['id']}/messages")).json()
@@ -74,7 +95,11 @@ async def test_stop_mid_stream_keeps_partial_text(client: httpx.AsyncClient, mon
     assert stop.status_code == 200 and stop.json()["stopped"] == 1
     run = await wait_run(client, posted["run_id"])
     assert run["status"] == "cancelled"
-    reply = [m for m in (await client.get(f"/api/conversations/{conv['id']}/messages")).json() if m["role"] == "assistant"][0]
+    reply = [
+        m
+        for m in (await client.get(f"/api/conversations/{conv['id']}/messages")).json()
+        if m["role"] == "assistant"
+    ][0]
     assert reply["status"] == "stopped" and reply["body"]
     again = (await client.post(f"/api/conversations/{conv['id']}/stop")).json()
     assert again["stopped"] == 0 and "Nothing is running" in again["detail"]
@@ -82,8 +107,12 @@ async def test_stop_mid_stream_keeps_partial_text(client: httpx.AsyncClient, mon
 
 async def test_cancel_a_queued_run(client: httpx.AsyncClient) -> None:
     conv = await _new_conversation(client)
-    first = (await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "slow one"})).json()
-    second = (await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "queued"})).json()
+    first = (
+        await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "slow one"})
+    ).json()
+    second = (
+        await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "queued"})
+    ).json()
     cancelled = await client.post(f"/api/runs/{second['run_id']}/cancel")
     assert cancelled.json()["status"] == "cancelled"
     await client.post(f"/api/runs/{first['run_id']}/cancel")
@@ -95,9 +124,13 @@ async def test_cancel_a_queued_run(client: httpx.AsyncClient) -> None:
 
 async def test_failing_runtime_is_visible_and_history_kept(client: httpx.AsyncClient) -> None:
     conv = await _new_conversation(client)
-    ok = (await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "fine"})).json()
+    ok = (
+        await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "fine"})
+    ).json()
     await wait_run(client, ok["run_id"])
-    bad = (await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "please fail"})).json()
+    bad = (
+        await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "please fail"})
+    ).json()
     run = await wait_run(client, bad["run_id"])
     assert run["status"] == "failed" and run["error"]
     msgs = (await client.get(f"/api/conversations/{conv['id']}/messages")).json()
@@ -110,7 +143,9 @@ async def test_bound_conversation_is_read_only_and_fork_keeps_lineage(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     conv = await _new_conversation(client)
-    posted = (await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "from feishu"})).json()
+    posted = (
+        await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "from feishu"})
+    ).json()
     await wait_run(client, posted["run_id"])
     async with services.sessions() as session, session.begin():
         row = await session.get(Conversation, conv["id"])
@@ -130,20 +165,39 @@ async def test_bound_conversation_is_read_only_and_fork_keeps_lineage(
     copied = (await client.get(f"/api/conversations/{forked['id']}/messages")).json()
     assert [m["body"] for m in copied] == [m["body"] for m in original]
     assert forked["forked_from_message_id"] == original[-1]["id"]
-    cont = await client.post(f"/api/conversations/{forked['id']}/messages", json={"body": "continue here"})
+    cont = await client.post(
+        f"/api/conversations/{forked['id']}/messages", json={"body": "continue here"}
+    )
     assert cont.status_code == 201
     assert (await wait_run(client, cont.json()["run_id"]))["status"] == "succeeded"
 
 
-async def test_interrupted_runs_fail_visibly_on_start(services: Services, client: httpx.AsyncClient) -> None:
+async def test_interrupted_runs_fail_visibly_on_start(
+    services: Services, client: httpx.AsyncClient
+) -> None:
     conv = await _new_conversation(client)
     async with services.sessions() as session, session.begin():
         c = await session.get(Conversation, conv["id"])
         assert c is not None
-        run = Run(org_id=c.org_id, agent_id=c.agent_id, conversation_id=c.id, status="running", started_at=utcnow())
+        run = Run(
+            org_id=c.org_id,
+            agent_id=c.agent_id,
+            conversation_id=c.id,
+            status="running",
+            started_at=utcnow(),
+        )
         session.add(run)
         await session.flush()
-        session.add(Message(conversation_id=c.id, seq=1, role="assistant", body="half", status="streaming", run_id=run.id))
+        session.add(
+            Message(
+                conversation_id=c.id,
+                seq=1,
+                role="assistant",
+                body="half",
+                status="streaming",
+                run_id=run.id,
+            )
+        )
         run_id = run.id
     queue = InProcessRunQueue(services.sessions, services.live, services.box)
     await queue.recover()

@@ -42,7 +42,11 @@ async def server(settings: Settings) -> AsyncIterator[RunningServer]:
 async def test_reply_streams_over_sse_and_resumes(server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
         org, agent = await default_org_and_agent(client)
-        conv = (await client.post(f"/api/orgs/{org['id']}/conversations", json={"agent_id": agent["id"]})).json()
+        conv = (
+            await client.post(
+                f"/api/orgs/{org['id']}/conversations", json={"agent_id": agent["id"]}
+            )
+        ).json()
         url = f"/api/conversations/{conv['id']}/events"
         deltas: list[dict[str, Any]] = []
         last_id = None
@@ -51,7 +55,11 @@ async def test_reply_streams_over_sse_and_resumes(server: RunningServer) -> None
             events = sse_events(response)
             first = await anext(events)
             assert first[1] == "snapshot" and first[2]["messages"] == []
-            posted = (await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "stream me"})).json()
+            posted = (
+                await client.post(
+                    f"/api/conversations/{conv['id']}/messages", json={"body": "stream me"}
+                )
+            ).json()
             async for event_id, event, data in events:
                 last_id = event_id or last_id
                 if event == "message.delta":
@@ -63,7 +71,9 @@ async def test_reply_streams_over_sse_and_resumes(server: RunningServer) -> None
         assert "".join(d["delta"] for d in deltas) == final["body"]
         assert final["status"] == "completed" and "stream me" in final["body"]
         # Offsets let a client stitch deltas after a snapshot.
-        assert [d["offset"] for d in deltas] == [sum(len(x["delta"]) for x in deltas[:i]) for i in range(len(deltas))]
+        assert [d["offset"] for d in deltas] == [
+            sum(len(x["delta"]) for x in deltas[:i]) for i in range(len(deltas))
+        ]
         assert (await wait_run(client, posted["run_id"]))["status"] == "succeeded"
 
         # Resuming with Last-Event-ID replays only what came after it: here, the final run update.
@@ -79,11 +89,19 @@ async def test_reply_streams_over_sse_and_resumes(server: RunningServer) -> None
 async def test_stop_mid_stream_over_sse(server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
         org, agent = await default_org_and_agent(client)
-        conv = (await client.post(f"/api/orgs/{org['id']}/conversations", json={"agent_id": agent["id"]})).json()
+        conv = (
+            await client.post(
+                f"/api/orgs/{org['id']}/conversations", json={"agent_id": agent["id"]}
+            )
+        ).json()
         async with client.stream("GET", f"/api/conversations/{conv['id']}/events") as response:
             events = sse_events(response)
             await anext(events)
-            posted = (await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "slow story"})).json()
+            posted = (
+                await client.post(
+                    f"/api/conversations/{conv['id']}/messages", json={"body": "slow story"}
+                )
+            ).json()
             seen = 0
             async for _, event, data in events:
                 if event == "message.delta":

@@ -42,9 +42,13 @@ def test_env_key_formats(tmp_path: Path) -> None:
         load_secret_box(tmp_path, "too-short")
 
 
-async def test_secret_api_never_returns_values(client: httpx.AsyncClient, services: Services) -> None:
+async def test_secret_api_never_returns_values(
+    client: httpx.AsyncClient, services: Services
+) -> None:
     org, _ = await default_org_and_agent(client)
-    put = await client.put(f"/api/orgs/{org['id']}/secrets", json={"name": "OPENAI_KEY", "value": "sk-very-secret"})
+    put = await client.put(
+        f"/api/orgs/{org['id']}/secrets", json={"name": "OPENAI_KEY", "value": "sk-very-secret"}
+    )
     assert put.status_code == 200
     assert "sk-very-secret" not in put.text
     listed = await client.get(f"/api/orgs/{org['id']}/secrets")
@@ -53,7 +57,10 @@ async def test_secret_api_never_returns_values(client: httpx.AsyncClient, servic
     async with services.sessions() as session, session.begin():
         row = await session.scalar(select(Secret).where(Secret.name == "OPENAI_KEY"))
         assert row is not None and b"sk-very-secret" not in row.ciphertext
-        assert await secret_store.get_secret_value(session, services.box, org["id"], "OPENAI_KEY") == "sk-very-secret"
+        assert (
+            await secret_store.get_secret_value(session, services.box, org["id"], "OPENAI_KEY")
+            == "sk-very-secret"
+        )
         # A ciphertext copied into another row does not decrypt there.
         twin = await secret_store.put_secret(session, services.box, org["id"], "OTHER", "x")
         twin.ciphertext = row.ciphertext

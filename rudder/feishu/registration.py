@@ -1,0 +1,183 @@
+"""One-click app registration on the accounts host (reference §2): begin, link, poll.
+
+Errors, including `authorization_pending`, come back as HTTP 400 with a JSON body, so every
+answer is parsed whatever its status.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from rudder.feishu.errors import FeishuTransportError
+from rudder.feishu.regions import HostKind, Region, endpoint
+
+PATH = "/oauth/v1/app/registration"
+SLOW_DOWN_STEP_S = 5
+MAX_INTERVAL_S = 60
+
+# What the bot needs, preset on the confirm page (reference §2.4 `addons`).
+BOT_SCOPES = [
+    "im:message",
+    "im:message:send_as_bot",
+    "im:message.p2p_msg:readonly",
+    "im:message.group_at_msg:readonly",
+    "im:message.reactions:write_only",
+    "cardkit:card:write",
+    "application:app_slash_command:write",
+    "application:app_slash_command:read",
+]
+BOT_EVENTS = [
+    "im.message.receive_v1",
+    "im.chat.member.bot.added_v1",
+    "im.chat.member.bot.deleted_v1",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    device_code: str
+    user_code: str
+    verification_uri_complete: str | None
+    interval_s: int
+    expires_in_s: int
+
+
+class PollState(StrEnum):
+    PENDING = "pending"
+    SLOW_DOWN = "slow_down"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    APPROVED = "approved"
+    SWITCH_TO_LARK = "switch_to_lark"  # a Lark tenant answered on the Feishu host, no secret
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    state: PollState
+    client_id: str | None = None
+    client_secret: str | None = None
+    tenant_brand: str | None = None
+    owner_open_id: str | None = None
+    detail: str = ""
+
+
+def encode_addons(addons: dict[str, Any]) -> str:
+    """base64url(gzip(JSON)) without padding, as the confirm page expects."""
+    raw = gzip.compress(json.dumps(addons, separators=(",", ":")).encode())
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def bot_addons() -> dict[str, Any]:
+    return {"scopes": {"tenant": BOT_SCOPES}, "events": {"items": {"tenant": BOT_EVENTS}}}
+
+
+def verification_url(
+    region: Region, user_code: str, *, name: str, desc: str, base_url_override: str | None = None
+) -> str:
+    # The official CLI builds /page/cli on the open host; the returned /page/launcher link has been
+    # reported to show "link expired" for these codes (reference §2.3).
+    open_ep = endpoint(region, HostKind.OPEN, base_url_override)
+    query = urlencode(
+        {
+            "user_code": user_code,
+            "from": "rudder",
+            "name": name,
+            "desc": desc,
+            "addons": encode_addons(bot_addons()),
+            "createOnly": "true",
+        }
+    )
+    return f"{open_ep.public_base_url}/page/cli?{query}"
+
+
+async def _post(
+    http: httpx.AsyncClient, region: Region, form: dict[str, str], base_url_override: str | None
+) -> tuple[int, dict[str, Any]]:
+    ep = endpoint(region, HostKind.ACCOUNTS, base_url_override)
+    try:
+        response = await http.post(ep.url(PATH), data=form, headers=ep.headers, timeout=15.0)
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise FeishuTransportError(
+            f"app registration on {region.label} failed: {exc}", path=PATH
+        ) from exc
+    if not isinstance(body, dict):
+        raise FeishuTransportError("unexpected app registration answer", path=PATH)
+    return response.status_code, body
+
+
+async def begin(
+    http: httpx.AsyncClient, region: Region, base_url_override: str | None = None
+) -> Begun:
+    status, body = await _post(
+        http,
+        region,
+        {
+            "action": "begin",
+            "archetype": "PersonalAgent",
+            "auth_method": "client_secret",
+            "request_user_info": "open_id",
+        },
+        base_url_override,
+    )
+    if status >= 400 or "device_code" not in body:
+        raise FeishuTransportError(
+            f"{region.label} refused to start an app registration: "
+            f"{body.get('error_description') or body.get('error') or status}",
+            path=PATH,
+        )
+    # Clients disagree on the field name (expires_in vs expire_in); accept both (reference §2.3).
+    expires = body.get("expires_in", body.get("expire_in", 600))
+    return Begun(
+        device_code=str(body["device_code"]),
+        user_code=str(body["user_code"]),
+        verification_uri_complete=body.get("verification_uri_complete"),
+        interval_s=int(body.get("interval") or 5),
+        expires_in_s=int(expires),
+    )
+
+
+async def poll(
+    http: httpx.AsyncClient, region: Region, device_code: str, base_url_override: str | None = None
+) -> PollResult:
+    _, body = await _post(
+        http, region, {"action": "poll", "device_code": device_code}, base_url_override
+    )
+    error = body.get("error")
+    if error:
+        detail = str(body.get("error_description") or error)
+        state = {
+            "authorization_pending": PollState.PENDING,
+            "slow_down": PollState.SLOW_DOWN,
+            "access_denied": PollState.DENIED,
+            "expired_token": PollState.EXPIRED,
+            "invalid_grant": PollState.EXPIRED,
+        }.get(str(error), PollState.ERROR)
+        return PollResult(state, detail=detail)
+    user_info = body.get("user_info") or {}
+    brand = user_info.get("tenant_brand") if isinstance(user_info, dict) else None
+    owner = user_info.get("open_id") if isinstance(user_info, dict) else None
+    if body.get("client_id") and not body.get("client_secret"):
+        if brand == "lark" and region is Region.FEISHU:
+            return PollResult(
+                PollState.SWITCH_TO_LARK, client_id=str(body["client_id"]), tenant_brand=brand
+            )
+        return PollResult(PollState.ERROR, detail="the registration answered without an app secret")
+    if body.get("client_id"):
+        return PollResult(
+            PollState.APPROVED,
+            client_id=str(body["client_id"]),
+            client_secret=str(body["client_secret"]),
+            tenant_brand=str(brand) if brand else None,
+            owner_open_id=str(owner) if owner else None,
+        )
+    return PollResult(PollState.ERROR, detail="unexpected registration answer")

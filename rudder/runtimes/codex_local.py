@@ -1,0 +1,142 @@
+"""The `codex_local` runtime: the Codex CLI run non-interactively with JSON event output.
+
+Runs `codex exec --json [OPTIONS] [resume ID] -` with the prompt on stdin. This reads the
+`thread.* / turn.* / item.*` event stream; the fields used are listed in docs/runtimes.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from typing import Any
+
+from ._child import ChildSpec, child_env, resolve_command
+from ._cli import run_cli
+from ._payload import cli_prompt
+from ._secrets import Redactor, redacting, resolve_values
+from .base import RunContext, RunEvent, RunEventKind, RuntimeError_
+from .config import CodexLocalConfig, run_config
+from .process import run_env
+
+NAME = "Codex"
+# Items that are the agent acting (a shell command, a patch, a tool); they go to the transcript.
+_TOOL_ITEMS = frozenset(
+    {"command_execution", "file_change", "mcp_tool_call", "web_search", "todo_list"}
+)
+
+
+def codex_args(config: CodexLocalConfig, resume: str | None) -> list[str]:
+    args = ["exec", "--json"]
+    if config.skip_git_repo_check:
+        args.append("--skip-git-repo-check")
+    if config.model:
+        args += ["--model", config.model]
+    args += config.extra_args
+    if resume:
+        args += ["resume", resume]
+    return [*args, "-"]  # "-": read the prompt from stdin
+
+
+def _tool_input(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in ("aggregated_output", "status", "exit_code")}
+
+
+class CodexStreamParser:
+    """`codex exec --json` lines → run events."""
+
+    def __init__(self) -> None:
+        self.text_seen = False
+        self.completed = False
+        self.last_error: str | None = None
+        self._announced: set[str] = set()
+
+    def line(self, obj: dict[str, Any]) -> Iterator[RunEvent]:
+        kind = obj.get("type")
+        if kind == "thread.started" and isinstance(obj.get("thread_id"), str):
+            yield RunEvent(RunEventKind.SESSION, data={"session_id": obj["thread_id"]})
+        elif kind in ("item.started", "item.updated", "item.completed"):
+            item = obj.get("item")
+            if isinstance(item, dict):
+                yield from self._item(item, completed=kind == "item.completed")
+        elif kind == "turn.completed":
+            self.completed = True
+            usage = obj.get("usage") or {}
+            yield RunEvent(
+                RunEventKind.USAGE,
+                data={
+                    "input_tokens": usage.get("input_tokens"),
+                    "output_tokens": usage.get("output_tokens"),
+                    "cached_input_tokens": usage.get("cached_input_tokens"),
+                },
+            )
+        elif kind == "turn.failed":
+            error = obj.get("error") or {}
+            raise RuntimeError_(f"{NAME} failed: {error.get('message') or self.last_error}")
+        elif kind == "error":
+            # Also used for transient trouble (reconnecting); the turn's own end decides.
+            self.last_error = str(obj.get("message") or "")
+            yield RunEvent(RunEventKind.LOG, text=self.last_error)
+
+    def finish(self) -> None:
+        if not self.completed:
+            detail = f": {self.last_error}" if self.last_error else ""
+            raise RuntimeError_(f"{NAME} ended without completing the turn{detail}")
+
+    def _item(self, item: dict[str, Any], *, completed: bool) -> Iterator[RunEvent]:
+        item_type = item.get("type")
+        item_id = str(item.get("id") or "")
+        if item_type == "agent_message" and completed and item.get("text"):
+            prefix = "\n\n" if self.text_seen else ""
+            self.text_seen = True
+            yield RunEvent(RunEventKind.TEXT, text=prefix + str(item["text"]))
+        elif item_type == "reasoning" and completed and item.get("text"):
+            yield RunEvent(RunEventKind.THINKING, text=str(item["text"]))
+        elif item_type in _TOOL_ITEMS:
+            if item_id not in self._announced:
+                self._announced.add(item_id)
+                data = {"id": item_id, "name": item_type, "input": _tool_input(item)}
+                yield RunEvent(RunEventKind.TOOL_CALL, text=str(item_type), data=data)
+            if completed:
+                exit_code = item.get("exit_code")
+                failed = item.get("status") == "failed" or exit_code not in (None, 0)
+                data = {
+                    "tool_use_id": item_id,
+                    "content": item.get("aggregated_output", ""),
+                    "is_error": failed,
+                    "exit_code": exit_code,
+                }
+                yield RunEvent(RunEventKind.TOOL_RESULT, data=data)
+        elif item_type == "error" and item.get("message"):
+            yield RunEvent(RunEventKind.LOG, text=str(item["message"]))
+
+
+class CodexLocalRuntime:
+    type_name = "codex_local"
+
+    def stream(self, ctx: RunContext) -> AsyncIterator[RunEvent]:
+        redactor = Redactor()
+        return redacting(self._stream(ctx, redactor), redactor)
+
+    async def _stream(self, ctx: RunContext, redactor: Redactor) -> AsyncGenerator[RunEvent, None]:
+        config = run_config(CodexLocalConfig, ctx.runtime_config)
+        command = resolve_command(config.command)
+        env = child_env({**run_env(ctx), **await resolve_values(ctx, config.env, redactor)})
+        # `codex exec` has no flag for extra instructions, so a fresh session gets them in front
+        # of the prompt; a resumed one already has them.
+        preamble = "\n\n".join(p for p in (ctx.instructions, config.system_prompt) if p)
+
+        def build(resume: str | None) -> ChildSpec:
+            prompt = cli_prompt(ctx, resuming=resume is not None, preamble=preamble or None)
+            return ChildSpec(
+                argv=[command, *codex_args(config, resume)],
+                env=env,
+                stdin=prompt.encode(),
+                timeout_sec=config.timeout_sec,
+                grace_sec=config.grace_sec,
+                cwd=config.cwd,
+            )
+
+        events = run_cli(NAME, ctx.session_id, build, CodexStreamParser)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event

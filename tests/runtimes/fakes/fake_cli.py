@@ -1,0 +1,49 @@
+"""A fake `claude` / `codex` CLI: replays a fixture stream from tests/runtimes/fixtures.
+
+Driven by environment variables (set through the runtime config's `env`):
+FAKE_CLI_FIXTURE (fixture name), FAKE_CLI_RECORD (append each invocation as JSON),
+FAKE_CLI_DELAY_MS (pause between lines), FAKE_CLI_HANG (pid file; then wait to be stopped).
+A resume id starting with "stale" is unknown, as the real CLIs report it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def resumed_id(argv: list[str]) -> str | None:
+    for flag in ("--resume", "resume"):
+        if flag in argv:
+            return argv[argv.index(flag) + 1]
+    return None
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    prompt = sys.stdin.read()
+    if record := os.environ.get("FAKE_CLI_RECORD"):
+        with open(record, "a") as f:
+            f.write(json.dumps({"argv": argv, "stdin": prompt, "cwd": os.getcwd()}) + "\n")
+    session = resumed_id(argv)
+    if session and session.startswith("stale"):
+        print(f"No conversation found with session ID: {session}", file=sys.stderr)
+        return 1
+    delay = float(os.environ.get("FAKE_CLI_DELAY_MS", "0")) / 1000
+    fixture = FIXTURES / f"{os.environ['FAKE_CLI_FIXTURE']}.jsonl"
+    for line in fixture.read_text().splitlines():
+        print(line, flush=True)
+        time.sleep(delay)
+    if pid_file := os.environ.get("FAKE_CLI_HANG"):
+        Path(pid_file).write_text(str(os.getpid()))
+        time.sleep(60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
