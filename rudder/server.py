@@ -61,12 +61,25 @@ async def start_services(settings: Settings) -> Services:
     from rudder.feishu import setup as feishu_setup
 
     await feishu_setup.poller(services).resume()
+    from rudder.feishu.inbound import pipeline
+    from rudder.feishu.supervisor import Supervisor
+
+    inbound = pipeline(services)
+    supervisor = services.extras["feishu_supervisor"] = Supervisor(services, inbound)
+    await supervisor.start()
+    await inbound.recover()
     return services
 
 
 async def stop_services(services: Services) -> None:
     from rudder.feishu import setup as feishu_setup
+    from rudder.feishu.inbound import pipeline
+    from rudder.feishu.supervisor import supervisor
 
+    sup = supervisor(services)
+    if sup is not None:
+        await sup.close()
+    await pipeline(services).close()
     await feishu_setup.shutdown(services)
     await services.runs.close()
     await services.http.aclose()
@@ -109,6 +122,7 @@ def create_app(
         routes_agents,
         routes_conversations,
         routes_feishu,
+        routes_feishu_inbound,
         routes_orgs,
         routes_runs,
     )
@@ -120,6 +134,8 @@ def create_app(
     app.include_router(routes_conversations.router)
     app.include_router(routes_runs.router)
     app.include_router(routes_feishu.router)
+    app.include_router(routes_feishu_inbound.router)
+    app.include_router(routes_feishu_inbound.pages)
     app.include_router(web_routes.router)
     return app
 

@@ -29,3 +29,71 @@ SLASH_MANUAL_STEPS = (
     "Add the commands by hand in the {product} developer console (Bot → Slash commands): "
     "/new — Start a fresh conversation; /stop — Stop the reply in progress."
 )
+
+# -- Feishu chats ---------------------------------------------------------------------------------
+FEISHU_NEW_STARTED = "Started a fresh conversation. Earlier messages stay in Rudder."
+FEISHU_STOPPED = "Stopped."
+FEISHU_NOTHING_RUNNING = "Nothing is running right now."
+FEISHU_HELP = (
+    "Commands:\n/new — start a fresh conversation for this chat\n/stop — stop the reply in progress\n"
+    "/help — show this list"
+)
+FEISHU_NON_TEXT = "I can only read text for now — please send your message as text."
+FEISHU_BINDING_PROMPT = (
+    "Before I can help, link your Feishu account to your Rudder account (one time, 15 minutes): "
+    "{url}\nThen send your message again."
+)
+FEISHU_BINDING_DONE = (
+    "Your Feishu account is now linked to {name}. Send your message again in Feishu."
+)
+FEISHU_BINDING_INVALID = (
+    "This link is invalid, expired or already used. Send the bot a message to get a new one."
+)
+FEISHU_BINDING_NOT_MEMBER = "You are not a member of the organization that owns this bot."
+
+# -- Feishu / Lark replies ------------------------------------------------------------------------
+REPLY_CARD_SUMMARY = "Working…"
+REPLY_STOPPED = "Stopped"
+REPLY_FAILED = "Failed: {reason}"
+REPLY_DELIVERY_FAILED = "The reply could not be delivered to {product}: {detail}"
+REPLY_EMPTY = "(The agent finished without a reply.)"
+
+# -- Web pages ------------------------------------------------------------------------------------
+WEB_AGENT_NOT_FOUND = "There is no such agent in your organizations."
+WEB_CONVERSATION_NOT_FOUND = "There is no such conversation in your organizations."
+WEB_RUN_NOT_FOUND = "There is no such run for this agent."
+WEB_NO_AGENTS = "No agents yet."
+WEB_NO_RUNS = "No runs yet. Start a conversation with this agent to see its runs here."
+WEB_NO_CONVERSATIONS = "No conversations yet."
+WEB_PICK_CONVERSATION = "Choose a conversation, or start a new one with an agent."
+WEB_FORKED_FROM = "Forked from"
+WEB_MESSAGE_EMPTY = "Write a message first."
+WEB_SAVED = "Saved."
+WEB_EXAMPLE_AGENT_HINT = (
+    "This is the bundled example agent: it answers offline so you can try Rudder out. "
+    "Choose another runtime below to give it a real model."
+)
+WEB_CONFIG_HINT = "A JSON object; its fields depend on the runtime. Secrets are referenced by name."
+WEB_CONFIG_NOT_JSON = "Runtime settings are not valid JSON: {detail} (line {line})."
+WEB_CONFIG_NOT_OBJECT = "Runtime settings must be a JSON object, like {\"command\": \"...\"}."
+WEB_INTEGRATION_INTRO = (
+    "One Feishu or Lark bot for this agent: messages, runs and chat bindings all point back to it."
+)
+WEB_CONNECT_HINT = "Opens Feishu or Lark in a new tab with the bot name prefilled."
+WEB_CHOOSE_REGION = "Choose Feishu CN or Lark Global first."
+WEB_SETUP_START_FAILED = "Could not start the setup with {product}: {detail}"
+WEB_SETUP_WAITING = "Confirm the app authorization in {product}; this page updates by itself."
+WEB_SETUP_QR_HINT = "On a phone, scan the code instead."
+WEB_MANUAL_INTRO = (
+    "Already have an app? Paste its App ID and App Secret from the developer console."
+)
+WEB_WEBHOOK_NEEDS_TOKEN = (
+    "The webhook transport needs the verification token (developer console → Events & callbacks)."
+)
+WEB_NO_INBOUND_EVENTS = "No messages received yet. Send the bot a message from Feishu or Lark."
+WEB_MEMBER_ADDED = "Member added."
+WEB_MEMBER_EMAIL_INVALID = "Enter a valid email address."
+WEB_MEMBER_NAME_REQUIRED = "Enter the member's name."
+WEB_MEMBER_ROLE_INVALID = "Choose a role: member, admin or owner."
+WEB_MEMBER_NOT_ALLOWED = "Only owners and admins can add members."
+WEB_SETTINGS_HINT = "Set through the environment (RUDDER_* variables); shown here read-only."

@@ -52,7 +52,7 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     )
     task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no started event
+    while not server.started:
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     yield hook, f"http://127.0.0.1:{port}/hook"

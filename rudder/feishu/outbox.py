@@ -1,0 +1,193 @@
+"""The outbox: every change Rudder makes in Feishu is written down first, then attempted.
+
+A row carries a deterministic `uuid` (unique in the table, and sent to Feishu, which runs a
+request with the same `uuid` at most once within an hour — reference §6.1). Enqueueing the same
+(run, part) twice returns the same row, and re-sending a row after a crash posts nothing new.
+
+Row lifecycle (transitions only in `deliver`):
+  pending ─┬─> sent     the call succeeded; `feishu_message_id` holds what it created
+           └─> failed   a non-retryable answer, or the last attempt ran out
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid as uuidlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from rudder.db.models import OutboxItem, utcnow
+from rudder.feishu.errors import FeishuError
+
+log = logging.getLogger(__name__)
+
+_NAMESPACE = uuidlib.UUID("5b0f9a52-3c1e-4f43-9d0e-6f1f2a7c8e01")
+
+
+def idempotency_uuid(*parts: str) -> str:
+    """A stable ≤ 50-character key for one logical Feishu change (Feishu's `uuid` limit)."""
+    return str(uuidlib.uuid5(_NAMESPACE, "\x1f".join(parts)))
+
+
+@dataclass
+class Item:
+    """A detached copy of an `outbox` row, safe to pass between tasks."""
+
+    id: str
+    integration_id: str
+    run_id: str | None
+    kind: str
+    target: str
+    payload: dict[str, Any]
+    uuid: str
+    status: str = "pending"
+    attempts: int = 0
+    feishu_message_id: str | None = None
+    last_error: str | None = None
+    last_code: int | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, row: OutboxItem) -> Item:
+        return cls(
+            id=row.id,
+            integration_id=row.integration_id,
+            run_id=row.run_id,
+            kind=row.kind,
+            target=row.target,
+            payload=dict(row.payload or {}),
+            uuid=row.idempotency_uuid,
+            status=row.status,
+            attempts=row.attempts,
+            feishu_message_id=row.feishu_message_id,
+            last_error=row.last_error,
+        )
+
+
+@dataclass
+class RetryPolicy:
+    """Backoff for timeouts, 5xx, 230020 and 99991400; `x-ogw-ratelimit-reset` wins when given."""
+
+    max_attempts: int = 6
+    base_s: float = 0.25
+    max_s: float = 8.0
+    max_retry_after_s: float = 60.0
+
+    def delay(self, attempts: int, retry_after_s: float | None) -> float:
+        if retry_after_s is not None and retry_after_s > 0:
+            return min(retry_after_s, self.max_retry_after_s)
+        backoff = min(self.max_s, self.base_s * 2.0 ** (attempts - 1))
+        return backoff * (0.75 + random.random() / 2)  # jitter: retries of one burst spread out
+
+
+Sessions = async_sessionmaker[AsyncSession]
+Checkpoint = Callable[[], Awaitable[None]]
+Perform = Callable[[Item, Checkpoint], Awaitable[None]]
+
+
+async def enqueue(
+    sessions: Sessions,
+    *,
+    integration_id: str,
+    run_id: str | None,
+    kind: str,
+    target: str,
+    payload: dict[str, Any],
+    key: str,
+) -> Item:
+    """The row for `key`, created pending if it does not exist yet (idempotent)."""
+    found = await get(sessions, key)
+    if found is not None:
+        return found
+    try:
+        async with sessions() as session, session.begin():
+            row = OutboxItem(
+                integration_id=integration_id,
+                run_id=run_id,
+                kind=kind,
+                target=target,
+                payload=payload,
+                idempotency_uuid=key,
+                status="pending",
+                attempts=0,
+            )
+            session.add(row)
+            await session.flush()
+            return Item.of(row)
+    except IntegrityError:
+        # Another task enqueued the same key between our read and our insert.
+        again = await get(sessions, key)
+        assert again is not None
+        return again
+
+
+async def get(sessions: Sessions, key: str) -> Item | None:
+    async with sessions() as session:
+        row = await session.scalar(select(OutboxItem).where(OutboxItem.idempotency_uuid == key))
+        return Item.of(row) if row is not None else None
+
+
+async def for_run(sessions: Sessions, run_id: str) -> list[Item]:
+    async with sessions() as session:
+        rows = await session.scalars(select(OutboxItem).where(OutboxItem.run_id == run_id))
+        return [Item.of(r) for r in rows]
+
+
+async def pending(sessions: Sessions) -> list[Item]:
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(OutboxItem).where(OutboxItem.status == "pending").order_by(OutboxItem.created_at)
+        )
+        return [Item.of(r) for r in rows]
+
+
+async def save(sessions: Sessions, item: Item, next_attempt_s: float | None = None) -> None:
+    async with sessions() as session, session.begin():
+        row = await session.get(OutboxItem, item.id)
+        if row is None:
+            return
+        row.status = item.status
+        row.attempts = item.attempts
+        row.payload = dict(item.payload)  # a new dict, so the JSON column is seen as changed
+        row.feishu_message_id = item.feishu_message_id
+        row.last_error = item.last_error
+        row.next_attempt_at = (
+            utcnow() + timedelta(seconds=next_attempt_s) if next_attempt_s is not None else None
+        )
+
+
+async def deliver(sessions: Sessions, item: Item, perform: Perform, policy: RetryPolicy) -> Item:
+    """Attempt `item` until it is sent or failed; every outcome is written back to its row."""
+
+    async def checkpoint() -> None:
+        await save(sessions, item)
+
+    while item.status == "pending":
+        delay: float | None = None
+        try:
+            await perform(item, checkpoint)
+            item.status, item.last_error, item.last_code = "sent", None, None
+        except FeishuError as exc:
+            item.attempts += 1
+            item.last_error, item.last_code = str(exc)[:2000], exc.code
+            if exc.retryable and item.attempts < policy.max_attempts:
+                delay = policy.delay(item.attempts, exc.retry_after_s)
+                log.info("outbox %s (%s) attempt %d: %s", item.id, item.kind, item.attempts, exc)
+            else:
+                item.status = "failed"
+                log.warning("outbox %s (%s) failed: %s", item.id, item.kind, exc)
+        except Exception as exc:  # a bug or a missing integration must not leave the row pending
+            log.exception("outbox %s (%s) crashed", item.id, item.kind)
+            item.attempts += 1
+            item.status, item.last_error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+        await save(sessions, item, delay)
+        if delay is not None:
+            await asyncio.sleep(delay)
+    return item

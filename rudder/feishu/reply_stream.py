@@ -1,0 +1,293 @@
+"""One run's reply in Feishu: typing indicator, streaming card or plain text, and the ending.
+
+Every step that changes what people see is an outbox row with a key derived from (run, kind,
+part), so running this again for the same run — after a crash, or when a restart finds the run's
+`run` row still pending — repeats nothing that already happened. Intermediate card frames are the
+exception: each carries the full text so far and the final update replaces them, so a lost frame
+is invisible and not worth a database write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rudder import texts
+from rudder.db.models import Conversation, Integration, Message, Run, utcnow
+from rudder.domain import activity
+from rudder.executor import message_view
+from rudder.feishu import reply_calls as calls
+from rudder.feishu.chunking import CARD_BUDGET, TEXT_BUDGET, split_text
+from rudder.feishu.errors import CARD_SEQUENCE, FeishuError
+from rudder.feishu.outbox import Item, idempotency_uuid
+from rudder.feishu.regions import Region
+from rudder.live import conversation_topic
+
+if TYPE_CHECKING:
+    from rudder.feishu.outbound import Outbound
+
+log = logging.getLogger(__name__)
+
+# ≤ 10 CardKit ops per second per card (reference §6.6): frames at most 8/s leave room for the
+# two closing ops (final content, streaming off) inside any one-second window.
+FRAME_INTERVAL_S = 0.125
+REASON_MAX = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    integration_id: str
+    org_id: str
+    region: Region
+    style: str  # streaming_card | plain_text
+    chat_id: str
+    reply_to: str | None  # the user's Feishu message id
+    reply_message_id: str | None  # our assistant message
+    conversation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    status: str  # succeeded | failed | cancelled
+    text: str
+    error: str | None
+
+
+async def load_target(ob: Outbound, run_id: str) -> ReplyTarget | None:
+    async with ob.services.sessions() as session:
+        run = await session.get(Run, run_id)
+        conv = await session.get(Conversation, run.conversation_id) if run else None
+        if run is None or conv is None or not conv.integration_id or not conv.external_chat_id:
+            return None
+        integration = await session.get(Integration, conv.integration_id)
+        if integration is None:
+            return None
+        trigger = (
+            await session.get(Message, run.trigger_message_id) if run.trigger_message_id else None
+        )
+        return ReplyTarget(
+            integration_id=integration.id,
+            org_id=integration.org_id,
+            region=Region(integration.region),
+            style=integration.reply_style or "streaming_card",
+            chat_id=conv.external_chat_id,
+            reply_to=trigger.external_message_id if trigger else None,
+            reply_message_id=run.reply_message_id,
+            conversation_id=conv.id,
+        )
+
+
+def with_state(ending: Ending) -> str:
+    """The text people see at the end: the reply, plus the run's state when it did not succeed."""
+    if ending.status == "cancelled":
+        state = texts.REPLY_STOPPED
+    elif ending.status == "failed":
+        reason = (ending.error or "unknown error")[:REASON_MAX]
+        state = texts.REPLY_FAILED.format(reason=reason)
+    else:
+        return ending.text or texts.REPLY_EMPTY
+    return f"{ending.text}\n\n{state}" if ending.text else state
+
+
+class RunReply:
+    def __init__(self, ob: Outbound, run_id: str) -> None:
+        self.ob = ob
+        self.run_id = run_id
+        self.text = ""
+        self.ending: Ending | None = None
+        self.changed = asyncio.Event()
+        self.cards: dict[int, Item] = {}
+        self.closed: set[int] = set()
+        self.shown: dict[int, str] = {}
+        self.failed: list[Item] = []
+        self._live_cards = True
+        self._frame_at = 0.0
+
+    def feed(self, phase: str, text: str, status: str, error: str | None) -> None:
+        if phase in ("text", "end"):
+            self.text = text
+        if phase == "end":
+            self.ending = Ending(status, text, error)
+        self.changed.set()
+
+    async def run(self) -> None:
+        target = await load_target(self.ob, self.run_id)
+        if target is None:
+            return
+        ledger = await self._send(target, calls.RUN, target.chat_id, {}, "run", deliver=False)
+        typing = asyncio.create_task(self._typing_on(target))
+        try:
+            if target.style != "plain_text":
+                await self._stream(target)
+            while self.ending is None:
+                await self.changed.wait()
+                self.changed.clear()
+            await self._finish(target, self.ending)
+        finally:
+            typing_item = await typing
+        if typing_item is not None:
+            await self._send(
+                target,
+                calls.TYPING_OFF,
+                typing_item.target,
+                {"reaction_id": typing_item.payload.get("reaction_id")},
+                "typing_off",
+            )
+        await self._report(target)
+        await self.ob.mark_sent(ledger)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        target: ReplyTarget,
+        kind: str,
+        to: str,
+        payload: dict[str, Any],
+        *key: str,
+        deliver: bool = True,
+    ) -> Item:
+        return await self.ob.send(
+            integration_id=target.integration_id,
+            run_id=self.run_id,
+            kind=kind,
+            target=to,
+            payload=payload,
+            key=idempotency_uuid(self.run_id, *key),
+            deliver=deliver,
+        )
+
+    async def _typing_on(self, target: ReplyTarget) -> Item | None:
+        if not target.reply_to:
+            return None
+        item = await self._send(target, calls.TYPING, target.reply_to, {}, "typing")
+        return item if item.status == "sent" else None
+
+    def _message_payload(self, target: ReplyTarget, **extra: Any) -> dict[str, Any]:
+        return {"chat_id": target.chat_id, "reply_to": target.reply_to, **extra}
+
+    async def _card(self, target: ReplyTarget, part: int, text: str) -> Item | None:
+        item = self.cards.get(part)
+        if item is None:
+            payload = self._message_payload(target, text=text, part=part)
+            to = target.reply_to or target.chat_id
+            item = await self._send(target, calls.CARD, to, payload, "card", str(part))
+            self.cards[part] = item
+            self.shown[part] = str(item.payload.get("text", ""))
+        return item if item.status == "sent" else None
+
+    async def _close(self, target: ReplyTarget, part: int, content: str) -> None:
+        """Give card `part` its final content and end its streaming; else post it as text."""
+        if part in self.closed:
+            return
+        card = await self._card(target, part, content)
+        if card is not None:
+            payload = {
+                "card_id": card.payload["card_id"],
+                "t0": card.payload["t0"],
+                "text": content,
+            }
+            final = await self._send(
+                target, calls.CARD_FINAL, card.target, payload, "final", str(part)
+            )
+            if final.status == "sent":
+                self.closed.add(part)
+                return
+        # Card errors (size 200860, tables 230099/11310, …) must not lose the text: peers did
+        # (peers.md §3.7), so this part goes out as plain text instead.
+        await self._text(target, "card_text", part, content)
+        self.closed.add(part)
+
+    async def _text(self, target: ReplyTarget, scope: str, part: int, content: str) -> None:
+        payload = self._message_payload(target, msg_type="text", content={"text": content})
+        item = await self._send(
+            target, calls.TEXT, target.reply_to or target.chat_id, payload, scope, str(part)
+        )
+        if item.status != "sent":
+            self.failed.append(item)
+
+    # -- streaming card --------------------------------------------------------------------------
+
+    async def _stream(self, target: ReplyTarget) -> None:
+        await self._card(target, 0, "")  # the reply appears at once, before the first token
+        while self.ending is None:
+            await self.changed.wait()
+            wait = FRAME_INTERVAL_S - (time.monotonic() - self._frame_at)
+            if wait > 0:
+                await asyncio.sleep(wait)  # coalesce: deltas arriving meanwhile share a frame
+            self.changed.clear()
+            if self.ending is not None:
+                return
+            parts = split_text(self.text, CARD_BUDGET)
+            for part in range(len(parts) - 1):
+                await self._close(target, part, parts[part])  # overflowed parts never change
+            last = len(parts) - 1
+            card = await self._card(target, last, parts[last])
+            if card is not None and self.shown.get(last) != parts[last]:
+                await self._frame(target, card, last, parts[last])
+
+    async def _frame(self, target: ReplyTarget, card: Item, part: int, text: str) -> None:
+        if not self._live_cards:
+            return
+        self._frame_at = time.monotonic()
+        card_id, t0 = str(card.payload["card_id"]), int(card.payload["t0"])
+        try:
+            bot = await self.ob.bot(target.integration_id)
+            seq = self.ob.seqs.next(card_id, t0)
+            await bot.stream_card_text(card_id, calls.ELEMENT_ID, text, seq)
+            self.shown[part] = text
+        except FeishuError as exc:
+            if exc.retryable or exc.code == CARD_SEQUENCE:
+                return  # the next frame carries the full text anyway
+            log.warning(
+                "run %s: streaming stopped (%s); the final update follows", self.run_id, exc
+            )
+            self._live_cards = False
+        except Exception:
+            log.exception("run %s: streaming stopped; the final update follows", self.run_id)
+            self._live_cards = False
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    async def _finish(self, target: ReplyTarget, ending: Ending) -> None:
+        if target.style == "plain_text":
+            for part, content in enumerate(split_text(with_state(ending), TEXT_BUDGET)):
+                await self._text(target, "text", part, content)
+            return
+        parts = split_text(ending.text, CARD_BUDGET)
+        # The state line goes on the last card; the budget leaves room for it under 30 KB.
+        parts[-1] = with_state(Ending(ending.status, parts[-1], ending.error))
+        for part, content in enumerate(parts):
+            await self._close(target, part, content)
+
+    async def _report(self, target: ReplyTarget) -> None:
+        """After the last attempt a reply that did not arrive is visible in Rudder, never silent."""
+        if not self.failed:
+            return
+        detail = self.failed[-1].last_error or "unknown error"
+        error = texts.REPLY_DELIVERY_FAILED.format(product=target.region.label, detail=detail)
+        async with self.ob.services.sessions() as session, session.begin():
+            message = (
+                await session.get(Message, target.reply_message_id)
+                if target.reply_message_id
+                else None
+            )
+            if message is not None:
+                message.status, message.error, message.updated_at = "failed", error, utcnow()
+            activity.record(
+                session,
+                org_id=target.org_id,
+                actor="system",
+                action="feishu.reply_failed",
+                entity_type="run",
+                entity_id=self.run_id,
+                details={"error": detail, "outbox_ids": [i.id for i in self.failed]},
+            )
+            view = message_view(message) if message is not None else None
+        if view is not None:
+            self.ob.services.live.publish(
+                conversation_topic(target.conversation_id), "message.updated", view
+            )

@@ -1,0 +1,274 @@
+"""What an inbound event means for Rudder: the rules of ARCHITECTURE §5, steps 2–8, in order.
+
+Each rule returns an (outcome, reason) pair that is kept on the `inbound_events` row and shown
+in the agent's Integrations tab, so "why didn't the bot answer?" always has an answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rudder import chat, texts
+from rudder.db.models import Agent, ChatBinding, Conversation, Integration, utcnow
+from rudder.db.models import InboundEvent as InboundRow
+from rudder.domain import runs as runs_domain
+from rudder.feishu import bindings
+from rudder.feishu.events import InboundEvent, InboundMessage, parse_event
+from rudder.feishu.outbound import send_notice
+from rudder.services import Services
+
+log = logging.getLogger(__name__)
+
+NON_TEXT_NOTICE_EVERY_S = 60.0  # at most one "send text" notice per chat per minute
+Outcome = tuple[str, str]
+
+
+def _key(*parts: str) -> str:
+    # Feishu's uuid field takes ≤ 50 chars; a hash keeps notices idempotent per event.
+    return "n-" + hashlib.sha256(":".join(parts).encode()).hexdigest()[:40]
+
+
+def mentions_bot(message: InboundMessage, bot_open_id: str | None) -> bool:
+    # `@_all` is a mention of everyone, not of this bot (reference §4.2).
+    return bool(bot_open_id) and any(
+        m.id is not None and m.id.open_id == bot_open_id for m in message.mentions
+    )
+
+
+async def route(services: Services, row_id: str) -> Outcome:
+    async with services.sessions() as session:
+        row = await session.get(InboundRow, row_id)
+        if row is None:
+            return "failed", "event row vanished"
+        integration = await session.get(Integration, row.integration_id)
+    if integration is None:
+        return "refused", "integration no longer exists"
+    event = parse_event(row.payload)
+    # 2. Ownership: another app's event on this bot's transport is refused.
+    if event.app_id != integration.app_id:
+        return "refused", f"event belongs to app {event.app_id or '?'}, not {integration.app_id}"
+    if integration.status != "connected":
+        return "refused", f"integration is {integration.status}"
+    message = event.message
+    if message is None:
+        return "ignored", f"event type {event.event_type} needs no action"
+    # 3. Bots (this one or another) never trigger runs: no reply loops between bots.
+    if message.sender_type != "user" or (
+        message.sender_open_id and message.sender_open_id == integration.bot_open_id
+    ):
+        return "ignored", "sent by a bot"
+    # 4. In groups only messages that @-mention this bot are for it.
+    if message.chat_type != "p2p" and not mentions_bot(message, integration.bot_open_id):
+        return "ignored", "group message does not mention this bot" + (
+            " (@all is not a mention)" if message.mention_all else ""
+        )
+    # 5. Only text for now; say so, but not more than once a minute per chat.
+    if message.text is None:
+        if await _notice_allowed(services, integration.id, message.chat_id, row_id):
+            await send_notice(
+                services,
+                integration.id,
+                message.chat_id,
+                texts.FEISHU_NON_TEXT,
+                reply_to=message.message_id,
+                key=_key("nontext", event.event_id),
+            )
+        return "dropped", f"{message.message_type} messages are not supported yet"
+    # 6. The sender must be bound to an active member of the agent's organization.
+    async with services.sessions() as session, session.begin():
+        integration = await session.get(Integration, integration.id)
+        assert integration is not None
+        user = await bindings.bound_user(session, integration, message.sender_open_id)
+        code = None
+        if user is None and message.sender_open_id:
+            code = await bindings.issue_code(
+                session, integration, message.sender_open_id, message.sender_union_id
+            )
+    if user is None:
+        url = f"{services.settings.effective_public_url}/bind/feishu/{code}"
+        await send_notice(
+            services,
+            integration.id,
+            message.chat_id,
+            texts.FEISHU_BINDING_PROMPT.format(url=url),
+            reply_to=message.message_id,
+            key=_key("bind", event.event_id),
+        )
+        return "held", "sender is not linked to a Rudder member; binding prompt sent"
+    # 7. Commands.
+    text = message.text.strip()
+    command = text.split(None, 1)[0].lower() if text.startswith("/") else None
+    if command == "/stop":
+        return await _stop(services, integration, message, event)
+    if command == "/new":
+        await _new_conversation(services, integration, message, user.id)
+        await send_notice(
+            services,
+            integration.id,
+            message.chat_id,
+            texts.FEISHU_NEW_STARTED,
+            reply_to=message.message_id,
+            key=_key("new", event.event_id),
+        )
+        return "command", "/new: started a fresh conversation"
+    if command == "/help":
+        await send_notice(
+            services,
+            integration.id,
+            message.chat_id,
+            texts.FEISHU_HELP,
+            reply_to=message.message_id,
+            key=_key("help", event.event_id),
+        )
+        return "command", "/help"
+    if not text:
+        return "ignored", "empty message"
+    # 8. A message for the agent.
+    async with services.sessions() as session:
+        conv = await _bound_conversation(services, session, integration, message, user.id)
+        await chat.post_user_message(
+            services,
+            session,
+            conv,
+            text,
+            author_user_id=user.id,
+            source="feishu",
+            external_sender_id=message.sender_open_id,
+            external_message_id=message.message_id,
+        )
+    return "processed", "queued a run"
+
+
+async def _notice_allowed(
+    services: Services, integration_id: str, chat_id: str, row_id: str
+) -> bool:
+    last: dict[tuple[str, str], float] = services.extras.setdefault("feishu_nontext_notices", {})
+    now = time.monotonic()
+    if now - last.get((integration_id, chat_id), -1e9) < NON_TEXT_NOTICE_EVERY_S:
+        return False
+    last[(integration_id, chat_id)] = now
+    return True
+
+
+async def _stop(
+    services: Services, integration: Integration, message: InboundMessage, event: InboundEvent
+) -> Outcome:
+    async with services.sessions() as session:
+        binding = await session.scalar(
+            select(ChatBinding).where(
+                ChatBinding.integration_id == integration.id,
+                ChatBinding.external_chat_id == message.chat_id,
+                ChatBinding.active.is_(True),
+            )
+        )
+        active = (
+            list(await runs_domain.active_runs(session, binding.conversation_id)) if binding else []
+        )
+        stopped = await chat.cancel_runs(
+            services, session, [r for r in active if r.status == "running"] or active[:1]
+        )
+    text = texts.FEISHU_STOPPED if stopped else texts.FEISHU_NOTHING_RUNNING
+    await send_notice(
+        services,
+        integration.id,
+        message.chat_id,
+        text,
+        reply_to=message.message_id,
+        key=_key("stop", event.event_id),
+    )
+    return "command", "/stop: " + ("stopped the reply" if stopped else "nothing was running")
+
+
+async def _chat_name(services: Services, integration: Integration, message: InboundMessage) -> str:
+    if message.chat_type == "p2p":
+        return "Direct message"
+    try:
+        from rudder.feishu.bots import bot_for
+
+        bot = await bot_for(services, integration.id)
+        body = await bot.call("GET", f"/open-apis/im/v1/chats/{message.chat_id}")
+        name = (body.get("data") or {}).get("name")
+        if isinstance(name, str) and name:
+            return name
+    except Exception as exc:  # the name is cosmetic; never fail a message over it
+        log.info("could not read the name of chat %s: %s", message.chat_id, exc)
+    return "Group chat"
+
+
+async def _create_bound(
+    session: AsyncSession,
+    integration: Integration,
+    message: InboundMessage,
+    user_id: str,
+    name: str,
+) -> Conversation:
+    agent = await session.get(Agent, integration.agent_id)
+    assert agent is not None
+    conv = Conversation(
+        org_id=integration.org_id,
+        agent_id=integration.agent_id,
+        created_by_user_id=user_id,
+        title=f"{name} · {agent.name}",
+        source="feishu",
+        integration_id=integration.id,
+        region=integration.region,
+        external_chat_id=message.chat_id,
+        external_chat_type=message.chat_type,
+        external_chat_name=name,
+        bound=True,
+    )
+    session.add(conv)
+    await session.flush()
+    session.add(
+        ChatBinding(
+            integration_id=integration.id, external_chat_id=message.chat_id, conversation_id=conv.id
+        )
+    )
+    await session.flush()
+    return conv
+
+
+async def _bound_conversation(
+    services: Services,
+    session: AsyncSession,
+    integration: Integration,
+    message: InboundMessage,
+    user_id: str,
+) -> Conversation:
+    binding = await session.scalar(
+        select(ChatBinding).where(
+            ChatBinding.integration_id == integration.id,
+            ChatBinding.external_chat_id == message.chat_id,
+            ChatBinding.active.is_(True),
+        )
+    )
+    if binding is not None:
+        conv = await session.get(Conversation, binding.conversation_id)
+        if conv is not None:
+            return conv
+    # Read the chat's name before writing: no network call while holding the write lock.
+    name = await _chat_name(services, integration, message)
+    return await _create_bound(session, integration, message, user_id, name)
+
+
+async def _new_conversation(
+    services: Services, integration: Integration, message: InboundMessage, user_id: str
+) -> Conversation:
+    name = await _chat_name(services, integration, message)
+    async with services.sessions() as session, session.begin():
+        old = await session.scalars(
+            select(ChatBinding).where(
+                ChatBinding.integration_id == integration.id,
+                ChatBinding.external_chat_id == message.chat_id,
+                ChatBinding.active.is_(True),
+            )
+        )
+        for binding in old:
+            binding.active, binding.ended_at = False, utcnow()
+        await session.flush()
+        return await _create_bound(session, integration, message, user_id, name)
