@@ -19,6 +19,8 @@ agent_app = typer.Typer(help="Manage agents.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(agent_app, name="agent")
 app.add_typer(db_app, name="db")
+feishu_app = typer.Typer(help="Feishu / Lark bots of agents.", no_args_is_help=True)
+app.add_typer(feishu_app, name="feishu")
 console = Console()
 
 
@@ -228,6 +230,66 @@ def agent_create(
         console.print(f"[red]{exc.detail}[/]")
         raise typer.Exit(2) from None
     console.print(f"[green]✓[/] created agent {agent.name} ({agent.id})")
+
+
+@feishu_app.command("connect")
+def feishu_connect(
+    agent: Annotated[str, typer.Option(help="The agent's name (or id).")],
+    region: Annotated[str, typer.Option(help="feishu (Feishu CN) or lark (Lark Global).")] = "feishu",
+    url: Annotated[str | None, typer.Option(help="Rudder's address; default RUDDER_PUBLIC_URL.")] = None,
+    token: Annotated[str | None, typer.Option(envvar="RUDDER_API_TOKEN", help="API token (authenticated mode).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the approval.")] = 600,
+) -> None:
+    """Connect an agent to its own Feishu or Lark bot: prints the link and a QR code, waits."""
+    import time
+
+    import httpx
+
+    if region not in ("feishu", "lark"):
+        console.print("[red]--region must be 'feishu' (Feishu CN) or 'lark' (Lark Global)[/]")
+        raise typer.Exit(2)
+    base = (url or Settings().effective_public_url).rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=base, headers=headers, timeout=20, trust_env=False) as client:
+        try:
+            orgs_ = client.get("/api/orgs").raise_for_status().json()
+        except httpx.HTTPError as exc:
+            console.print(f"[red]Cannot reach Rudder at {base}:[/] {exc}. Is `rudder start` running?")
+            raise typer.Exit(2) from None
+        found = None
+        for org in orgs_:
+            for a in client.get(f"/api/orgs/{org['id']}/agents").json():
+                if agent in (a["name"], a["id"]):
+                    found = a
+        if found is None:
+            console.print(f"[red]No agent named {agent!r}.[/]")
+            raise typer.Exit(2)
+        r = client.post(f"/api/agents/{found['id']}/integrations/feishu/setup", json={"region": region})
+        if r.status_code >= 400:
+            console.print(f"[red]{r.json().get('detail')}[/]")
+            raise typer.Exit(1)
+        setup = r.json()
+        product = "Feishu CN" if region == "feishu" else "Lark Global"
+        console.print(f"Open this link in {product} (or scan the code) and approve the app for [bold]{found['name']}[/]:")
+        console.print(setup["verification_url"], soft_wrap=True)
+        import qrcode
+
+        qr = qrcode.QRCode(border=1)
+        qr.add_data(setup["verification_url"])
+        qr.print_ascii(invert=True)
+        deadline = time.monotonic() + timeout
+        with console.status("Waiting for the approval…"):
+            while time.monotonic() < deadline:
+                status = client.get(f"/api/integration-setups/{setup['setup_id']}").json()
+                if status["status"] != "pending":
+                    break
+                time.sleep(1)
+        if status["status"] == "connected":
+            info = client.get(f"/api/agents/{found['id']}/integrations/feishu").json()
+            console.print(f"[green]✓ connected[/] — bot {info['bot_name']} ({info['app_id']}) is listening.")
+            return
+        console.print(f"[red]{status['status']}:[/] {status.get('error') or 'no answer in time'}")
+        raise typer.Exit(1)
 
 
 def main() -> None:
