@@ -46,7 +46,7 @@ class Begun:
     device_code: str
     user_code: str
     verification_uri_complete: str | None
-    interval_s: int
+    interval_s: float
     expires_in_s: int
 
 
@@ -115,6 +115,12 @@ async def _post(
     return response.status_code, body
 
 
+def _seconds(value: Any, default: float) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return default
+
+
 async def begin(
     http: httpx.AsyncClient, region: Region, base_url_override: str | None = None
 ) -> Begun:
@@ -141,7 +147,8 @@ async def begin(
         device_code=str(body["device_code"]),
         user_code=str(body["user_code"]),
         verification_uri_complete=body.get("verification_uri_complete"),
-        interval_s=int(body.get("interval") or 5),
+        # Honour the server's interval exactly (it may be sub-second on a test platform).
+        interval_s=_seconds(body.get("interval"), 5.0),
         expires_in_s=int(expires),
     )
 

@@ -87,7 +87,7 @@ class SetupPoller:
                     desc=DESCRIPTION.format(name=agent.name),
                     base_url_override=services.settings.feishu_base_url,
                 ),
-                poll_interval_s=max(0, begun.interval_s),
+                poll_interval_s=max(1, round(begun.interval_s)),
                 poll_host=region.value,
                 expires_at=now + timedelta(seconds=min(begun.expires_in_s, MAX_SETUP_S)),
             )
@@ -105,14 +105,14 @@ class SetupPoller:
             )
         for old in replaced:
             await self._finish(old, "failed", texts.SETUP_REPLACED)
-        self._spawn(row.id)
+        self._spawn(row.id, begun.interval_s)
         return row
 
-    def _spawn(self, setup_id: str) -> None:
+    def _spawn(self, setup_id: str, interval_s: float | None = None) -> None:
         task = self._tasks.get(setup_id)
         if task is None or task.done():
             self._tasks[setup_id] = asyncio.create_task(
-                self._poll_loop(setup_id), name=f"setup:{setup_id}"
+                self._poll_loop(setup_id, interval_s), name=f"setup:{setup_id}"
             )
 
     async def resume(self) -> None:
@@ -160,16 +160,16 @@ class SetupPoller:
         self.services.live.publish(setup_topic(setup_id), "setup.updated", setup_view(row))
         return row
 
-    async def _poll_loop(self, setup_id: str) -> None:
+    async def _poll_loop(self, setup_id: str, interval_s: float | None) -> None:
         try:
-            await self._poll(setup_id)
+            await self._poll(setup_id, interval_s)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("setup %s failed", setup_id)
             await self._finish(setup_id, "failed", f"Setup failed: {exc}")
 
-    async def _poll(self, setup_id: str) -> None:
+    async def _poll(self, setup_id: str, interval_s: float | None = None) -> None:
         services = self.services
         async with services.sessions() as session:
             row = await session.get(SetupSession, setup_id)
@@ -178,7 +178,8 @@ class SetupPoller:
             device_code = services.box.decrypt(row.device_code_ciphertext, _aad(row.id))
             chosen = Region(row.region)
             poll_region = Region(row.poll_host or row.region)
-            interval = float(row.poll_interval_s)
+            # The stored interval is whole seconds (for a resume); a fresh start knows it exactly.
+            interval = interval_s if interval_s is not None else float(row.poll_interval_s)
             expires_at, agent_id = row.expires_at, row.agent_id
         transport_failures = 0
         while True:

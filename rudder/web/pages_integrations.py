@@ -1,0 +1,240 @@
+"""An agent's Integrations tab: Connect with Feishu CN / Lark Global, live setup status, health.
+
+The live part is one panel fragment that re-renders itself every second while a setup is pending
+(htmx polling), so the page goes pending → connected without a reload and without a socket.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rudder import texts
+from rudder.api.deps import ActorDep, ServicesDep, SessionDep
+from rudder.api.routes_feishu import ManualIn
+from rudder.db.models import Agent, InboundEvent, Integration, SetupSession
+from rudder.domain.errors import DomainError
+from rudder.feishu import connect as connecting
+from rudder.feishu import setup as setups
+from rudder.feishu.errors import FeishuError
+from rudder.feishu.regions import Region, parse_region
+from rudder.services import Services
+from rudder.web.lookups import find_agent
+from rudder.web.qr import qr_svg
+from rudder.web.templating import fragment, not_found, render, shell
+
+router = APIRouter(include_in_schema=False)
+
+EVENTS_SHOWN = 10
+REGIONS = [(r.value, r.label) for r in Region]
+
+
+def _is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+async def _latest_setup(session: AsyncSession, agent_id: str) -> SetupSession | None:
+    return await session.scalar(
+        select(SetupSession)
+        .where(SetupSession.agent_id == agent_id)
+        .order_by(SetupSession.created_at.desc())
+        .limit(1)
+    )
+
+
+async def _panel_context(
+    services: Services,
+    session: AsyncSession,
+    agent: Agent,
+    setup: SetupSession | None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    integration = await connecting.integration_for_agent(session, agent.id)
+    connected = integration is not None and integration.status != "disconnected"
+    events: list[InboundEvent] = []
+    if integration is not None:
+        events = list(
+            await session.scalars(
+                select(InboundEvent)
+                .where(InboundEvent.integration_id == integration.id)
+                .order_by(InboundEvent.received_at.desc())
+                .limit(EVENTS_SHOWN)
+            )
+        )
+    product = Region(integration.region).label if integration and integration.region else ""
+    setup_product = Region(setup.region).label if setup else ""
+    return {
+        "agent": agent,
+        "integration": integration if connected else None,
+        "product": product,
+        "webhook_url": _webhook_url(services, integration),
+        "slash_manual_steps": texts.SLASH_MANUAL_STEPS.format(product=product or "Feishu"),
+        "connection": _connection_state(services, integration),
+        "events": events,
+        # A finished setup is only worth showing when it did not connect (expired, denied, ...).
+        "setup": setup if setup and setup.status != "connected" else None,
+        "setup_product": setup_product,
+        "qr": qr_svg(setup.verification_url)
+        if setup and setup.status == "pending" and setup.verification_url
+        else None,
+        "regions": REGIONS,
+        "error": error,
+    }
+
+
+def _webhook_url(services: Services, integration: Integration | None) -> str | None:
+    if integration is None:
+        return None
+    base = services.settings.effective_public_url
+    return f"{base}/api/integrations/feishu/{integration.id}/webhook"
+
+
+def _connection_state(services: Services, integration: Integration | None) -> dict[str, Any] | None:
+    state = services.extras.get("feishu_connection_state")
+    if integration is None or not callable(state):
+        return None
+    found = state(integration.id)
+    return found if isinstance(found, dict) else None
+
+
+def _manual_defaults() -> dict[str, Any]:
+    return {"region": "feishu", "app_id": "", "transport": "long_connection"}
+
+
+@router.get("/agents/{agent_id}/integrations", response_class=HTMLResponse)
+async def integrations(
+    agent_id: str, request: Request, actor: ActorDep, session: SessionDep, services: ServicesDep
+) -> HTMLResponse:
+    agent = await find_agent(session, actor, agent_id)
+    if agent is None:
+        return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+    frame = await shell(request, session, actor, agent.org_id)
+    panel = await _panel_context(services, session, agent, await _latest_setup(session, agent.id))
+    context = {
+        **panel,
+        "tab": "integrations",
+        "manual": _manual_defaults(),
+        "manual_errors": [],
+    }
+    return render(request, "agents/integrations.html", frame, context, nav="agents")
+
+
+@router.get("/agents/{agent_id}/integrations/panel", response_class=HTMLResponse)
+async def panel(
+    agent_id: str, request: Request, actor: ActorDep, session: SessionDep, services: ServicesDep
+) -> HTMLResponse:
+    agent = await find_agent(session, actor, agent_id)
+    if agent is None:
+        return HTMLResponse(texts.WEB_AGENT_NOT_FOUND, status_code=404)
+    context = await _panel_context(services, session, agent, await _latest_setup(session, agent.id))
+    return fragment(request, "agents/_feishu_panel.html", context)
+
+
+@router.post("/agents/{agent_id}/integrations/connect", response_class=HTMLResponse)
+async def connect(
+    agent_id: str,
+    request: Request,
+    actor: ActorDep,
+    session: SessionDep,
+    services: ServicesDep,
+    region: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    agent = await find_agent(session, actor, agent_id)
+    if agent is None:
+        return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+    error: str | None = None
+    try:
+        chosen = parse_region(region)
+    except ValueError:
+        chosen, error = None, texts.WEB_CHOOSE_REGION
+    if chosen is not None:
+        try:
+            await setups.poller(services).start(agent, chosen, actor=actor.label)
+        except FeishuError as exc:
+            error = texts.WEB_SETUP_START_FAILED.format(product=chosen.label, detail=exc)
+    if not _is_htmx(request) and error is None:
+        return RedirectResponse(f"/agents/{agent.id}/integrations", status_code=303)
+    context = await _panel_context(
+        services, session, agent, await _latest_setup(session, agent.id), error
+    )
+    return fragment(
+        request, "agents/_feishu_panel.html", context, status_code=422 if error else 200
+    )
+
+
+@router.post("/agents/{agent_id}/integrations/disconnect", response_class=HTMLResponse)
+async def disconnect(
+    agent_id: str, request: Request, actor: ActorDep, session: SessionDep, services: ServicesDep
+) -> Response:
+    agent = await find_agent(session, actor, agent_id)
+    if agent is None:
+        return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+    await connecting.disconnect(services, agent, actor=actor.label)
+    return RedirectResponse(f"/agents/{agent.id}/integrations", status_code=303)
+
+
+@router.post("/agents/{agent_id}/integrations/manual", response_class=HTMLResponse)
+async def connect_manually(
+    agent_id: str,
+    request: Request,
+    actor: ActorDep,
+    session: SessionDep,
+    services: ServicesDep,
+    region: Annotated[str, Form(max_length=20)] = "",
+    app_id: Annotated[str, Form(max_length=200)] = "",
+    app_secret: Annotated[str, Form(max_length=500)] = "",
+    transport: Annotated[str, Form(max_length=30)] = "long_connection",
+    encrypt_key: Annotated[str, Form(max_length=500)] = "",
+    verification_token: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    agent = await find_agent(session, actor, agent_id)
+    if agent is None:
+        return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+    errors: list[str] = []
+    try:
+        body = ManualIn(
+            region=region,
+            app_id=app_id.strip(),
+            app_secret=app_secret.strip(),
+            transport=transport,
+            encrypt_key=encrypt_key.strip() or None,
+            verification_token=verification_token.strip() or None,
+        )
+    except ValidationError as exc:
+        body = None
+        errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+    if body is not None and body.transport == "webhook" and not body.verification_token:
+        errors.append(texts.WEB_WEBHOOK_NEEDS_TOKEN)
+    if body is not None and not errors:
+        creds = connecting.Credentials(
+            region=Region(body.region),
+            app_id=body.app_id,
+            app_secret=body.app_secret,
+            transport=body.transport,
+            encrypt_key=body.encrypt_key,
+            verification_token=body.verification_token,
+        )
+        try:
+            await connecting.connect(services, agent, creds, actor=actor.label, via="manual")
+        except (DomainError, FeishuError) as exc:
+            errors.append(exc.detail if isinstance(exc, DomainError) else str(exc))
+    if not errors:
+        return RedirectResponse(f"/agents/{agent.id}/integrations", status_code=303)
+    frame = await shell(request, session, actor, agent.org_id)
+    panel_context = await _panel_context(
+        services, session, agent, await _latest_setup(session, agent.id)
+    )
+    context = {
+        **panel_context,
+        "tab": "integrations",
+        "manual": {"region": region, "app_id": app_id, "transport": transport},
+        "manual_errors": errors,
+    }
+    return render(
+        request, "agents/integrations.html", frame, context, status_code=422, nav="agents"
+    )

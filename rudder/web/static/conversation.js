@@ -1,0 +1,119 @@
+// Live conversation: applies the SSE events of /api/conversations/{id}/events to the thread.
+// `message.delta` carries the offset of its text, so text already shown (from the page or a
+// snapshot) is never appended twice, and a reconnect (Last-Event-ID) resumes cleanly.
+(function () {
+  "use strict";
+  var root = document.getElementById("conversation");
+  if (!root) return;
+  var conversationId = root.getAttribute("data-conversation-id");
+  var thread = document.getElementById("thread");
+  var stopForm = document.getElementById("stop-form");
+  var composer = document.getElementById("composer");
+  var errorBox = document.getElementById("composer-error");
+  var agentName = root.getAttribute("data-agent-name") || "Agent";
+  var active = {};
+
+  function messageNode(id) {
+    return thread.querySelector('[data-message-id="' + id + '"]');
+  }
+
+  function render(m) {
+    var node = messageNode(m.id);
+    if (!node) {
+      node = document.createElement("div");
+      node.setAttribute("data-message-id", m.id);
+      var who = document.createElement("span");
+      who.className = "who";
+      who.textContent = m.role === "user" ? (m.external_sender_id ? "Feishu user" : "You") : m.role === "assistant" ? agentName : "system";
+      var body = document.createElement("span");
+      body.className = "body";
+      node.appendChild(who);
+      node.appendChild(body);
+      thread.appendChild(node);
+    }
+    node.className = "msg " + m.role + " " + m.status;
+    node.setAttribute("data-status", m.status);
+    node.querySelector(".body").textContent = m.body || "";
+    var err = node.querySelector(".err");
+    var note = m.status === "failed" ? (m.error || "failed") : m.status === "stopped" ? "Stopped." : "";
+    if (note) {
+      if (!err) { err = document.createElement("span"); err.className = "err"; node.appendChild(err); }
+      err.textContent = note;
+    } else if (err) {
+      err.remove();
+    }
+    return node;
+  }
+
+  function applyDelta(d) {
+    var node = messageNode(d.message_id);
+    if (!node) node = render({ id: d.message_id, role: "assistant", status: "streaming", body: "" });
+    var body = node.querySelector(".body");
+    var have = body.textContent.length;
+    var end = d.offset + d.delta.length;
+    if (d.offset > have || end <= have) return; // a gap (message.updated will fill it) or old text
+    body.textContent += d.delta.slice(have - d.offset);
+    thread.scrollTop = thread.scrollHeight;
+  }
+
+  function setRuns(runs) {
+    active = {};
+    runs.forEach(function (r) { active[r.id] = true; });
+    updateStop();
+  }
+
+  function updateStop() {
+    if (stopForm) stopForm.hidden = Object.keys(active).length === 0;
+  }
+
+  var source = new EventSource("/api/conversations/" + conversationId + "/events");
+  source.addEventListener("snapshot", function (e) {
+    var data = JSON.parse(e.data);
+    data.messages.forEach(render);
+    setRuns(data.active_runs);
+  });
+  source.addEventListener("message.created", function (e) { render(JSON.parse(e.data)); });
+  source.addEventListener("message.updated", function (e) { render(JSON.parse(e.data)); });
+  source.addEventListener("message.delta", function (e) { applyDelta(JSON.parse(e.data)); });
+  source.addEventListener("run.updated", function (e) {
+    var run = JSON.parse(e.data);
+    if (run.status === "queued" || run.status === "running") active[run.id] = true;
+    else delete active[run.id];
+    updateStop();
+  });
+  window.addEventListener("pagehide", function () { source.close(); });
+
+  function post(form) {
+    return fetch(form.action, {
+      method: "POST",
+      body: new URLSearchParams(new FormData(form)),
+      headers: { "X-Requested-With": "fetch" },
+      credentials: "same-origin",
+    });
+  }
+
+  if (composer) {
+    var textarea = composer.querySelector("textarea");
+    textarea.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        composer.requestSubmit();
+      }
+    });
+    composer.addEventListener("submit", function (e) {
+      e.preventDefault();
+      if (!textarea.value.trim()) return;
+      errorBox.textContent = "";
+      post(composer).then(function (r) {
+        if (r.ok) { textarea.value = ""; return; }
+        return r.text().then(function (t) { errorBox.textContent = t; });
+      }, function () { errorBox.textContent = "Could not reach Rudder; try again."; });
+    });
+  }
+  if (stopForm) {
+    stopForm.addEventListener("submit", function (e) {
+      e.preventDefault();
+      post(stopForm);
+    });
+  }
+})();
