@@ -57,6 +57,10 @@ async def start_services(settings: Settings) -> Services:
         runs=runs,
         http=http,
     )
+    from rudder.feishu import outbound as feishu_outbound
+
+    # Before runs are recovered, so re-queued Feishu runs are watched from their first token.
+    feishu_outbound.install(services)
     await runs.recover()
     from rudder.feishu import setup as feishu_setup
 
@@ -81,6 +85,9 @@ async def stop_services(services: Services) -> None:
         await sup.close()
     await pipeline(services).close()
     await feishu_setup.shutdown(services)
+    from rudder.feishu import outbound as feishu_outbound
+
+    await feishu_outbound.shutdown(services)
     await services.runs.close()
     await services.http.aclose()
     await services.engine.dispose()
@@ -123,6 +130,7 @@ def create_app(
         routes_conversations,
         routes_feishu,
         routes_feishu_inbound,
+        routes_feishu_messages,
         routes_orgs,
         routes_runs,
     )
@@ -135,6 +143,7 @@ def create_app(
     app.include_router(routes_runs.router)
     app.include_router(routes_feishu.router)
     app.include_router(routes_feishu_inbound.router)
+    app.include_router(routes_feishu_messages.router)
     app.include_router(routes_feishu_inbound.pages)
     app.include_router(web_routes.router)
     return app

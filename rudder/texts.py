@@ -14,14 +14,18 @@ SETUP_EXPIRED = "Setup expired — start again from the agent's Integrations tab
 SETUP_DENIED = "The app authorization was declined in {product}. Start again when you are ready."
 SETUP_WRONG_PRODUCT = (
     "This app was authorized in {actual}, but the setup was started for {chosen}. "
-    "Start again and choose {actual}."
+    "Check whether you selected Feishu CN or Lark Global: start again and choose {actual}."
 )
 SETUP_REPLACED = "Replaced by a newer setup for this agent."
 SETUP_SERVER_ERROR = "{product} answered the setup with an error: {detail}"
 CREDENTIALS_UNKNOWN = (
-    "{product} does not accept App ID {app_id} with this App Secret ({detail}). Check both values; "
-    "if the app was created in {other}, choose {other}."
+    "{product} does not accept App ID {app_id} with this App Secret ({detail}). Check both values, "
+    "and check whether you selected Feishu CN or Lark Global: an app created in {other} only works there."
 )
+SETUP_UNREACHABLE = (
+    "{product} could not be reached during the setup ({detail}). Start again when it is reachable."
+)
+ALREADY_CONNECTED = "This agent is already connected to {product} as {bot}. Disconnect it first, or ask to reconnect."
 APP_ALREADY_CONNECTED = (
     "App {app_id} is already connected to the agent {agent}; disconnect it there first."
 )
@@ -75,7 +79,7 @@ WEB_EXAMPLE_AGENT_HINT = (
 )
 WEB_CONFIG_HINT = "A JSON object; its fields depend on the runtime. Secrets are referenced by name."
 WEB_CONFIG_NOT_JSON = "Runtime settings are not valid JSON: {detail} (line {line})."
-WEB_CONFIG_NOT_OBJECT = "Runtime settings must be a JSON object, like {\"command\": \"...\"}."
+WEB_CONFIG_NOT_OBJECT = 'Runtime settings must be a JSON object, like {"command": "..."}.'
 WEB_INTEGRATION_INTRO = (
     "One Feishu or Lark bot for this agent: messages, runs and chat bindings all point back to it."
 )

@@ -8,9 +8,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field
 
+from rudder import texts
 from rudder.api.deps import ActorDep, ServicesDep, SessionDep, load_agent, require_org
 from rudder.db.models import Integration
-from rudder.domain.errors import Invalid, NotFound
+from rudder.domain.errors import Conflict, Invalid, NotFound
 from rudder.feishu import connect as connecting
 from rudder.feishu import setup as setups
 from rudder.feishu.errors import FeishuError
@@ -21,6 +22,7 @@ router = APIRouter(prefix="/api", tags=["feishu"])
 
 class SetupIn(BaseModel):
     region: Literal["feishu", "lark"]
+    reconnect: bool = False  # replace a connected bot of this agent
 
 
 class SetupOut(BaseModel):
@@ -40,6 +42,7 @@ class ManualIn(BaseModel):
     app_id: str = Field(min_length=1, max_length=64, pattern=r"^cli_[0-9A-Za-z]+$")
     app_secret: str = Field(min_length=1, max_length=256)
     transport: Literal["long_connection", "webhook"] = "long_connection"
+    reconnect: bool = False
     encrypt_key: str | None = Field(default=None, max_length=256)
     verification_token: str | None = Field(default=None, max_length=256)
 
@@ -101,6 +104,16 @@ def _integration_out(services: Any, agent_id: str, row: Integration | None) -> I
     )
 
 
+async def _refuse_if_connected(session: Any, agent_id: str, reconnect: bool) -> None:
+    current = await connecting.integration_for_agent(session, agent_id)
+    if current is not None and current.status in ("connected", "error") and not reconnect:
+        raise Conflict(
+            texts.ALREADY_CONNECTED.format(
+                product=Region(current.region).label, bot=current.bot_name or current.app_id
+            )
+        )
+
+
 @router.post(
     "/agents/{agent_id}/integrations/feishu/setup",
     response_model=SetupOut,
@@ -110,6 +123,8 @@ async def start_setup(
     agent_id: str, body: SetupIn, actor: ActorDep, session: SessionDep, services: ServicesDep
 ) -> SetupOut:
     agent = await load_agent(session, actor, agent_id)
+    await _refuse_if_connected(session, agent.id, body.reconnect)
+    await session.close()
     try:
         row = await setups.poller(services).start(agent, Region(body.region), actor=actor.label)
     except FeishuError as exc:
@@ -146,6 +161,7 @@ async def connect_manually(
     agent_id: str, body: ManualIn, actor: ActorDep, session: SessionDep, services: ServicesDep
 ) -> IntegrationOut:
     agent = await load_agent(session, actor, agent_id)
+    await _refuse_if_connected(session, agent.id, body.reconnect)
     await session.close()
     if body.transport == "webhook" and not body.verification_token:
         raise Invalid(

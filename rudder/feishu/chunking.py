@@ -20,7 +20,7 @@ _BOUNDARIES = ("\n\n", "\n", " ")
 
 def cost(text: str) -> int:
     """Bytes `text` takes inside a JSON string (UTF-8, with escapes, without the quotes)."""
-    return len(json.dumps(text, ensure_ascii=False).encode()) - 2
+    return len(json.dumps(text, ensure_ascii=False).encode(errors="surrogatepass")) - 2
 
 
 def _fit(text: str, budget: int) -> int:

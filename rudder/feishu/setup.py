@@ -31,7 +31,8 @@ from rudder.services import Services
 
 log = logging.getLogger(__name__)
 
-MAX_SETUP_S = 10 * 60  # "Setup sessions are short-lived": at most ten minutes
+MAX_SETUP_S = 10 * 60
+MAX_POLL_FAILURES = 5  # consecutive unreachable/garbled answers before the setup fails  # "Setup sessions are short-lived": at most ten minutes
 FINAL = ("connected", "denied", "expired", "failed")
 DESCRIPTION = "Rudder agent {name}: talk to it in Feishu or Lark."
 
@@ -196,8 +197,16 @@ class SetupPoller:
             except FeishuError as exc:
                 transport_failures += 1
                 log.warning("setup %s: poll failed (%s)", setup_id, exc)
-                interval = min(reg.MAX_INTERVAL_S, max(interval, 1.0) * 1.5 + random.random())
+                if transport_failures >= MAX_POLL_FAILURES:
+                    await self._finish(
+                        setup_id,
+                        "failed",
+                        texts.SETUP_UNREACHABLE.format(product=chosen.label, detail=exc.msg),
+                    )
+                    return
+                interval = min(reg.MAX_INTERVAL_S, max(interval, 0.2) * 1.5 + random.random() * 0.2)
                 continue
+            transport_failures = 0
             state = result.state
             if state is reg.PollState.PENDING:
                 continue

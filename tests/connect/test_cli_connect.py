@@ -20,13 +20,29 @@ async def test_cli_connect_prints_link_and_waits_for_connected(settings: Setting
         settings.feishu_base_url = sandbox.url
         async with RunningServer(create_app(settings)) as server:
             runner = CliRunner()
-            call = asyncio.create_task(asyncio.to_thread(
-                runner.invoke, cli_app,
-                ["feishu", "connect", "--agent", "Example Agent", "--region", "feishu", "--url", server.url, "--timeout", "20"],
-            ))
+            call = asyncio.create_task(
+                asyncio.to_thread(
+                    runner.invoke,
+                    cli_app,
+                    [
+                        "feishu",
+                        "connect",
+                        "--agent",
+                        "Example Agent",
+                        "--region",
+                        "feishu",
+                        "--url",
+                        server.url,
+                        "--timeout",
+                        "20",
+                    ],
+                )
+            )
 
             async def pending_code() -> str | None:
-                regs = (await sb.get("/_sandbox/api/registrations", params={"status": "pending"})).json()
+                regs = (
+                    await sb.get("/_sandbox/api/registrations", params={"status": "pending"})
+                ).json()
                 items = regs.get("items", regs) if isinstance(regs, dict) else regs
                 return items[0]["user_code"] if items else None
 

@@ -1,0 +1,102 @@
+"""Connect: already connected, restart mid-setup, hosts per region, secrets never logged."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from rudder.feishu import registration
+from rudder.feishu.client import BotClient
+from rudder.feishu.regions import Region
+from tests.conftest import FeishuRig
+from tests.helpers import default_org_and_agent, wait_for
+
+
+async def test_second_connect_needs_reconnect(rig: FeishuRig) -> None:
+    _, agent = await default_org_and_agent(rig.client)
+    app = await rig.control("POST", "/apps", json={"name": "A", "brand": "feishu"})
+    creds = {"region": "feishu", "app_id": app["app_id"], "app_secret": app["app_secret"]}
+    url = f"/api/agents/{agent['id']}/integrations/feishu"
+    assert (await rig.client.post(url + "/manual", json=creds)).status_code == 200
+    again = await rig.client.post(url + "/setup", json={"region": "feishu"})
+    assert again.status_code == 409 and "already connected" in again.json()["detail"]
+    assert (await rig.client.post(url + "/manual", json=creds)).status_code == 409
+    assert (
+        await rig.client.post(url + "/setup", json={"region": "feishu", "reconnect": True})
+    ).status_code == 201
+
+
+def _capture() -> tuple[list[httpx.Request], httpx.AsyncClient]:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("tenant_access_token/internal"):
+            return httpx.Response(
+                200, json={"code": 0, "tenant_access_token": "t-1", "expire": 7200}
+            )
+        if request.url.path == "/oauth/v1/app/registration":
+            return httpx.Response(
+                200, json={"device_code": "d", "user_code": "U", "interval": 5, "expires_in": 600}
+            )
+        return httpx.Response(200, json={"code": 0, "bot": {"open_id": "ou_1", "app_name": "b"}})
+
+    return seen, httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize(
+    ("region", "suffix"), [(Region.FEISHU, "feishu.cn"), (Region.LARK, "larksuite.com")]
+)
+async def test_every_request_goes_to_its_region(region: Region, suffix: str) -> None:
+    seen, http = _capture()
+    async with http:
+        bot = BotClient(http, region, "cli_0123456789abcdef", "s")
+        await bot.bot_info()
+        await registration.begin(http, region)
+        link = registration.verification_url(region, "U", name="N", desc="D")
+    assert seen and all(r.url.host.endswith(suffix) for r in seen), [str(r.url) for r in seen]
+    assert link.startswith(f"https://open.{suffix}/page/cli?")
+    # Through an override origin the intended host travels in a header.
+    seen, http = _capture()
+    async with http:
+        await BotClient(
+            http, region, "cli_0123456789abcdef", "s", base_url_override="http://127.0.0.1:9"
+        ).bot_info()
+    assert all(
+        r.url.host == "127.0.0.1" and r.headers["X-Rudder-Original-Host"].endswith(suffix)
+        for r in seen
+    )
+
+
+async def test_app_secret_is_never_logged_or_returned(
+    rig: FeishuRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    _, agent = await default_org_and_agent(rig.client)
+    setup = (
+        await rig.client.post(
+            f"/api/agents/{agent['id']}/integrations/feishu/setup", json={"region": "feishu"}
+        )
+    ).json()
+    await rig.control("POST", f"/registrations/{setup['user_code']}/approve", json={})
+
+    async def connected() -> bool:
+        return bool(
+            (await rig.client.get(f"/api/integration-setups/{setup['setup_id']}")).json()["status"]
+            == "connected"
+        )
+
+    await wait_for(connected, timeout=15)
+    integration = (await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu")).json()
+    app = await rig.control("GET", f"/apps/{integration['app_id']}")
+    secret = app["app_secret"]
+    responses = [
+        await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu"),
+        await rig.client.get(f"/api/integration-setups/{setup['setup_id']}"),
+        await rig.client.get(f"/api/orgs/{agent['org_id']}/secrets"),
+        await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu/activity"),
+    ]
+    assert all(secret not in r.text for r in responses)
+    assert secret not in caplog.text
