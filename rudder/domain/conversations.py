@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rudder import texts
 from rudder.db.models import Agent, Conversation, Message, utcnow
 from rudder.domain import activity
-from rudder.domain.errors import Conflict, NotFound
+from rudder.domain.errors import ConversationBound, NotFound
 
 TITLE_MAX = 80
 
@@ -111,7 +111,7 @@ async def list_messages(
 
 def ensure_writable(conv: Conversation) -> None:
     if conv.bound:
-        raise Conflict(texts.BOUND_CONVERSATION_READ_ONLY)
+        raise ConversationBound(texts.BOUND_CONVERSATION_READ_ONLY)
 
 
 async def fork(

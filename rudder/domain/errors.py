@@ -35,3 +35,9 @@ class Forbidden(DomainError):
 class Unauthorized(DomainError):
     status = 401
     code = "unauthorized"
+
+
+class ConversationBound(Conflict):
+    """A Feishu-bound conversation is read-only locally; reply from Feishu or fork it."""
+
+    code = "conversation_bound"

@@ -155,6 +155,7 @@ async def test_bound_conversation_is_read_only_and_fork_keeps_lineage(
     refused = await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "local"})
     assert refused.status_code == 409
     assert refused.json()["detail"] == texts.BOUND_CONVERSATION_READ_ONLY
+    assert refused.json()["error"] == "conversation_bound"
 
     fork = await client.post(f"/api/conversations/{conv['id']}/fork")
     assert fork.status_code == 201
