@@ -7,8 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rudder.db.models import Conversation, Message, Run
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
-from rudder.executor import message_view, run_view
 from rudder.live import conversation_topic
+from rudder.run_views import message_view, run_view
 from rudder.services import Services
 
 

@@ -10,84 +10,31 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, cast
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rudder import texts
-from rudder.db.models import Agent, Conversation, Message, Run, RunEventRow, User, utcnow
+from rudder.db.models import Agent, Conversation, Message, Run, User, utcnow
 from rudder.domain import conversations as convs
 from rudder.domain import secret_store
 from rudder.domain.runs import FINAL_STATUSES
 from rudder.domain.secrets import SecretBox
 from rudder.live import LiveHub, conversation_topic
+from rudder.run_transcript import Transcript
+from rudder.run_views import Observer, RunUpdate, message_view, run_view
 from rudder.runtimes.base import ChatMessage, RunContext, RunEvent, RunEventKind, RuntimeError_
 
 log = logging.getLogger(__name__)
+
+RuntimeLookup = Callable[[str], Any]
 
 FLUSH_INTERVAL_S = 0.25
 WORKER_IDLE_S = 30.0
 STOP_TIMEOUT_S = 10.0
 HISTORY_LIMIT = 200
-
-
-@dataclass
-class RunUpdate:
-    """What observers (e.g. the Feishu reply streamer) learn about a run."""
-
-    run_id: str
-    conversation_id: str
-    agent_id: str
-    source: str
-    status: str
-    text: str = ""
-    error: str | None = None
-    trigger_message_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-Observer = Callable[[str, RunUpdate], Awaitable[None]]  # (phase, update); phase: start|text|end
-
-RuntimeLookup = Callable[[str], Any]
-
-
-def message_view(m: Message) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "conversation_id": m.conversation_id,
-        "seq": m.seq,
-        "role": m.role,
-        "body": m.body,
-        "status": m.status,
-        "author_user_id": m.author_user_id,
-        "author_agent_id": m.author_agent_id,
-        "external_sender_id": m.external_sender_id,
-        "external_message_id": m.external_message_id,
-        "run_id": m.run_id,
-        "error": m.error,
-        "created_at": m.created_at.isoformat() if m.created_at else None,
-    }
-
-
-def run_view(r: Run) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "agent_id": r.agent_id,
-        "conversation_id": r.conversation_id,
-        "trigger_message_id": r.trigger_message_id,
-        "reply_message_id": r.reply_message_id,
-        "source": r.source,
-        "status": r.status,
-        "cancel_requested_at": r.cancel_requested_at.isoformat() if r.cancel_requested_at else None,
-        "started_at": r.started_at.isoformat() if r.started_at else None,
-        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-        "error": r.error,
-        "usage": r.usage,
-        "created_at": r.created_at.isoformat() if r.created_at else None,
-    }
 
 
 class InProcessRunQueue:
@@ -275,7 +222,7 @@ class InProcessRunQueue:
             self._live.publish(topic, "run.updated", run_view(run))
             self._live.publish(topic, "message.created", message_view(reply))
         if paused:
-            await self._finish(run_id, reply.id, upd, "", "failed", texts.AGENT_PAUSED, {}, [])
+            await self._finish(reply.id, upd, Transcript(run_id), "failed", texts.AGENT_PAUSED)
             return None
         return ctx, runtime_type, upd, reply.id
 
@@ -297,41 +244,26 @@ class InProcessRunQueue:
         topic = conversation_topic(ctx.conversation_id)
         await self._notify("start", upd)
 
-        text_parts: list[str] = []
-        pending_events: list[RunEvent] = []
-        pending_text = ""
-        usage: dict[str, Any] = {}
-        session_id: str | None = None
+        transcript = Transcript(run_id)
         last_flush = time.monotonic()
         status, error = "succeeded", None
-        seq = 0
-        text_len = 0
 
         async def flush() -> None:
-            nonlocal pending_events, pending_text, last_flush, seq
-            rows: list[RunEventRow] = []
-            if pending_text:
-                seq += 1
-                rows.append(
-                    RunEventRow(run_id=run_id, seq=seq, kind="text", payload={"text": pending_text})
-                )
-            for ev in pending_events:
-                seq += 1
-                rows.append(
-                    RunEventRow(run_id=run_id, seq=seq, kind=ev.kind.value, payload=_payload(ev))
-                )
-            pending_events, pending_text = [], ""
+            nonlocal last_flush
+            rows = transcript.take_rows()
             last_flush = time.monotonic()
             async with self._sessions() as session, session.begin():
                 session.add_all(rows)
                 await session.execute(
-                    update(Message).where(Message.id == reply_id).values(body="".join(text_parts))
+                    update(Message).where(Message.id == reply_id).values(body=transcript.text)
                 )
 
         try:
             runtime = self._runtime_lookup(runtime_type)
             # aclosing: a stop that lands between events still releases the process at once.
-            async with contextlib.aclosing(runtime.stream(ctx)) as stream:
+            async with contextlib.aclosing(
+                cast(AsyncGenerator[RunEvent, None], runtime.stream(ctx))
+            ) as stream:
                 async for ev in stream:
                     if ev.kind is RunEventKind.TEXT:
                         if not ev.text:
@@ -340,21 +272,15 @@ class InProcessRunQueue:
                         delta = {
                             "message_id": reply_id,
                             "run_id": run_id,
-                            "offset": text_len,
+                            "offset": transcript.text_length,
                             "delta": ev.text,
                         }
-                        text_parts.append(ev.text)
-                        text_len += len(ev.text)
-                        pending_text += ev.text
+                        transcript.add(ev)
                         self._live.publish(topic, "message.delta", delta)
-                        upd.text = "".join(text_parts)
+                        upd.text = transcript.text
                         await self._notify("text", upd)
                     else:
-                        pending_events.append(ev)
-                        if ev.kind is RunEventKind.USAGE:
-                            usage.update(ev.data)
-                        elif ev.kind is RunEventKind.SESSION:
-                            session_id = str(ev.data.get("session_id") or ev.text or "") or None
+                        transcript.add(ev)
                     if time.monotonic() - last_flush >= FLUSH_INTERVAL_S:
                         await flush()
         except asyncio.CancelledError:
@@ -369,86 +295,41 @@ class InProcessRunQueue:
         except Exception as exc:
             log.exception("run %s crashed", run_id)
             status, error = "failed", f"{type(exc).__name__}: {exc}"
-        await self._finish(
-            run_id,
-            reply_id,
-            upd,
-            "".join(text_parts),
-            status,
-            error,
-            usage,
-            pending_events,
-            pending_text,
-            seq,
-            session_id,
-        )
+        await self._finish(reply_id, upd, transcript, status, error)
 
     async def _finish(
-        self,
-        run_id: str,
-        reply_id: str,
-        upd: RunUpdate,
-        text: str,
-        status: str,
-        error: str | None,
-        usage: dict[str, Any],
-        pending_events: list[RunEvent],
-        pending_text: str = "",
-        seq: int = 0,
-        session_id: str | None = None,
+        self, reply_id: str, upd: RunUpdate, transcript: Transcript, status: str, error: str | None
     ) -> None:
         message_status = {"succeeded": "completed", "cancelled": "stopped"}.get(status, "failed")
+        rows = transcript.take_rows(final_status=status, error=error)
 
         # Shielded: a shutdown that cancels us mid-write must not leave the run "running".
         async def write() -> tuple[Run, Message]:
-            nonlocal seq
             async with self._sessions() as session, session.begin():
-                run = await session.get(Run, run_id)
+                run = await session.get(Run, transcript.run_id)
                 message = await session.get(Message, reply_id)
                 assert run is not None and message is not None
-                if pending_text:
-                    seq += 1
-                    session.add(
-                        RunEventRow(
-                            run_id=run_id, seq=seq, kind="text", payload={"text": pending_text}
-                        )
-                    )
-                for ev in pending_events:
-                    seq += 1
-                    session.add(
-                        RunEventRow(
-                            run_id=run_id, seq=seq, kind=ev.kind.value, payload=_payload(ev)
-                        )
-                    )
-                seq += 1
-                session.add(
-                    RunEventRow(
-                        run_id=run_id,
-                        seq=seq,
-                        kind="status",
-                        payload={"status": status, "error": error},
-                    )
-                )
+                session.add_all(rows)
                 if run.status not in FINAL_STATUSES:
                     run.status = status
                 run.error = error
-                run.usage = usage
+                run.usage = transcript.usage
                 run.finished_at = utcnow()
-                message.body = text
+                message.body = transcript.text
                 message.status = message_status
                 message.error = error
                 message.updated_at = utcnow()
-                if session_id:
+                if transcript.session_id:
                     conv = await session.get(Conversation, run.conversation_id)
                     if conv is not None:
-                        conv.runtime_session_id = session_id
+                        conv.runtime_session_id = transcript.session_id
                 return run, message
 
         run, message = await asyncio.shield(write())
         topic = conversation_topic(run.conversation_id)
         self._live.publish(topic, "message.updated", message_view(message))
         self._live.publish(topic, "run.updated", run_view(run))
-        upd.status, upd.text, upd.error = run.status, text, error
+        upd.status, upd.text, upd.error = run.status, transcript.text, error
         await self._notify("end", upd)
 
 
@@ -458,10 +339,3 @@ async def _author_names(session: AsyncSession, user_ids: set[str | None]) -> dic
         return {}
     rows = await session.execute(select(User.id, User.name).where(User.id.in_(ids)))
     return {uid: name for uid, name in rows.all()}
-
-
-def _payload(ev: RunEvent) -> dict[str, Any]:
-    payload: dict[str, Any] = dict(ev.data)
-    if ev.text:
-        payload["text"] = ev.text
-    return payload

@@ -29,8 +29,8 @@ from rudder.api.schemas import (
 )
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
-from rudder.executor import message_view, run_view
 from rudder.live import LiveEvent, conversation_topic
+from rudder.run_views import message_view, run_view
 
 router = APIRouter(prefix="/api")
 

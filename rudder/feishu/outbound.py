@@ -20,7 +20,6 @@ from rudder.db.models import Conversation, Integration, Message, Run
 from rudder.domain import activity
 from rudder.domain import conversations as convs
 from rudder.domain.runs import FINAL_STATUSES
-from rudder.executor import RunUpdate, message_view
 from rudder.feishu import outbox
 from rudder.feishu import reply_calls as calls
 from rudder.feishu.bots import bot_for
@@ -30,6 +29,7 @@ from rudder.feishu.outbox import Item, RetryPolicy, idempotency_uuid
 from rudder.feishu.reply_calls import Sequencers
 from rudder.feishu.reply_stream import Ending, RunReply
 from rudder.live import conversation_topic
+from rudder.run_views import RunUpdate, message_view
 from rudder.services import Services
 
 log = logging.getLogger(__name__)

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from rudder import texts
 from rudder.db.models import Conversation, Integration, Message, Run, utcnow
 from rudder.domain import activity
-from rudder.executor import message_view
 from rudder.feishu import reply_calls as calls
 from rudder.feishu.chunking import CARD_BUDGET, TEXT_BUDGET, split_text
 from rudder.feishu.errors import CARD_SEQUENCE, FeishuError
 from rudder.feishu.outbox import Item, idempotency_uuid
 from rudder.feishu.regions import Region
 from rudder.live import conversation_topic
+from rudder.run_views import message_view
 
 if TYPE_CHECKING:
     from rudder.feishu.outbound import Outbound
