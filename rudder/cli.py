@@ -29,6 +29,8 @@ def _setup_logging() -> None:
 
     level = os.environ.get("RUDDER_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False)])
+    # Migration chatter belongs to `rudder db upgrade -v`, not to every start.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 async def _migrate(settings: Settings) -> None:
