@@ -12,12 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rudder.cli_agents import register as register_agent_check
 from rudder.config import Settings
 
 app = typer.Typer(help="Rudder: the operating layer for agent teams.", no_args_is_help=True)
 agent_app = typer.Typer(help="Manage agents.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(agent_app, name="agent")
+register_agent_check(agent_app)
 app.add_typer(db_app, name="db")
 feishu_app = typer.Typer(help="Feishu / Lark bots of agents.", no_args_is_help=True)
 app.add_typer(feishu_app, name="feishu")

@@ -25,7 +25,14 @@ from rudder.domain.secrets import SecretBox
 from rudder.live import LiveHub, conversation_topic
 from rudder.run_transcript import Transcript
 from rudder.run_views import Observer, RunUpdate, message_view, run_view
-from rudder.runtimes.base import ChatMessage, RunContext, RunEvent, RunEventKind, RuntimeError_
+from rudder.runtimes.base import (
+    ChatMessage,
+    RunContext,
+    RunEvent,
+    RunEventKind,
+    RunTimedOut,
+    RuntimeError_,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +128,19 @@ class InProcessRunQueue:
         task = self._executing.get(run_id)
         return task is not None and not task.done()
 
+    def executing_ids(self) -> list[str]:
+        return [run_id for run_id, task in self._executing.items() if not task.done()]
+
+    async def execute(self, run_id: str) -> None:
+        """Execute one run here and now, cancellable through `cancel` (used by queue workers)."""
+        task = asyncio.create_task(self._execute(run_id), name=f"run:{run_id}")
+        self._executing[run_id] = task
+        try:
+            # asyncio.wait, not await: a cancelled run must not cancel its caller.
+            await asyncio.wait({task})
+        finally:
+            self._executing.pop(run_id, None)
+
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until nothing is queued or executing (tests and orderly shutdown)."""
         deadline = time.monotonic() + timeout
@@ -143,13 +163,7 @@ class InProcessRunQueue:
                     if queue.empty():
                         return
                     continue
-                task = asyncio.create_task(self._execute(run_id), name=f"run:{run_id}")
-                self._executing[run_id] = task
-                try:
-                    # asyncio.wait, not await: a cancelled run must not end this worker.
-                    await asyncio.wait({task})
-                finally:
-                    self._executing.pop(run_id, None)
+                await self.execute(run_id)
         finally:
             if self._workers.get(conversation_id) is asyncio.current_task():
                 self._workers.pop(conversation_id, None)
@@ -288,6 +302,9 @@ class InProcessRunQueue:
             if current is not None:
                 current.uncancel()
             status, error = "cancelled", None
+        except RunTimedOut as exc:
+            # A timeout stops the run like /stop does (issue 12), and says why.
+            status, error = "cancelled", str(exc)
         except RuntimeError_ as exc:
             status, error = "failed", str(exc) or "the runtime failed"
         except KeyError as exc:

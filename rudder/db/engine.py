@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -51,9 +51,16 @@ def _install_sqlite_transactions(sync_engine: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin.
         dbapi_connection.isolation_level = None
 
-    @event.listens_for(sync_engine, "begin")
-    def _no_begin(conn: Any) -> None:
-        conn.connection.info.pop(_IN_WRITE, None)
+    def _forget(conn: Any) -> None:
+        try:
+            info = conn.connection.info
+        except exc.SQLAlchemyError:
+            # An invalidated connection (e.g. its task was cancelled mid-query): the pool's
+            # reset hook below clears the flag when the connection goes back.
+            return
+        info.pop(_IN_WRITE, None)
+
+    event.listen(sync_engine, "begin", _forget)
 
     @event.listens_for(sync_engine, "before_cursor_execute")
     def _begin_on_write(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
@@ -62,11 +69,8 @@ def _install_sqlite_transactions(sync_engine: Any) -> None:
             cursor.execute("BEGIN IMMEDIATE")
             info[_IN_WRITE] = True
 
-    def _end(conn: Any) -> None:
-        conn.connection.info.pop(_IN_WRITE, None)
-
-    event.listen(sync_engine, "commit", _end)
-    event.listen(sync_engine, "rollback", _end)
+    event.listen(sync_engine, "commit", _forget)
+    event.listen(sync_engine, "rollback", _forget)
 
     @event.listens_for(sync_engine.pool, "reset")
     def _reset(_dbapi_connection: Any, record: Any, _reset_state: Any) -> None:

@@ -12,13 +12,16 @@ import re
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from ._deadline import Deadline
-from .base import RuntimeError_
+from .base import RunEvent, RunEventKind, RuntimeError_
 
 STDERR_TAIL_BYTES = 4096
+# stderr also goes to the run transcript line by line, bounded so a chatty agent cannot flood it.
+STDERR_MAX_LINES = 500
+STDERR_MAX_LINE_CHARS = 2000
 _READ_SIZE = 65536
 _REAP_SEC = 2.0
 # Rudder's own settings (database URL, the secrets master key, ...) are not the agent's business;
@@ -61,6 +64,9 @@ class Child:
     proc: asyncio.subprocess.Process
     deadline: Deadline
     _stderr: bytearray = field(default_factory=bytearray)
+    _stderr_lines: list[str] = field(default_factory=list)
+    _stderr_partial: str = ""
+    _stderr_line_count: int = 0
     _exited: bool = False  # the agent ended by itself and was waited for
     _stdin_task: asyncio.Task[None] | None = None
     _stderr_task: asyncio.Task[None] | None = None
@@ -72,6 +78,26 @@ class Child:
     @property
     def stderr_tail(self) -> str:
         return self._stderr.decode("utf-8", errors="replace").strip()
+
+    def take_stderr_lines(self) -> list[str]:
+        """Complete stderr lines received since the last call (for the transcript)."""
+        lines, self._stderr_lines = self._stderr_lines, []
+        return lines
+
+    def _add_stderr_text(self, text: str, *, final: bool = False) -> None:
+        *lines, self._stderr_partial = (self._stderr_partial + text).split("\n")
+        if final and self._stderr_partial:
+            lines.append(self._stderr_partial)
+            self._stderr_partial = ""
+        for line in lines:
+            line = line.rstrip("\r")
+            if not line.strip():
+                continue
+            self._stderr_line_count += 1
+            if self._stderr_line_count <= STDERR_MAX_LINES:
+                self._stderr_lines.append(line[:STDERR_MAX_LINE_CHARS])
+            elif self._stderr_line_count == STDERR_MAX_LINES + 1:
+                self._stderr_lines.append("… further stderr lines are not kept in the transcript")
 
     async def stdout_chunks(self) -> AsyncIterator[str]:
         """Decoded stdout as it arrives (never waiting for a newline), until EOF."""
@@ -123,9 +149,12 @@ class Child:
 
     async def _collect_stderr(self) -> None:
         assert self.proc.stderr is not None
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         while data := await self.proc.stderr.read(_READ_SIZE):
             self._stderr += data
             del self._stderr[:-STDERR_TAIL_BYTES]
+            self._add_stderr_text(decoder.decode(data))
+        self._add_stderr_text(decoder.decode(b"", final=True), final=True)
 
     def _signal_group(self, sig: signal.Signals) -> None:
         # The child leads its own group (start_new_session), so its pid is the group id.
@@ -155,6 +184,12 @@ class Child:
             for task in (self._stdin_task, self._stderr_task, drain):
                 if task is not None:
                     task.cancel()
+
+
+def stderr_events(child: Child) -> Iterator[RunEvent]:
+    """The child's new stderr lines as transcript-only log events."""
+    for line in child.take_stderr_lines():
+        yield RunEvent(RunEventKind.LOG, text=line, data={"stream": "stderr"})
 
 
 @contextlib.asynccontextmanager

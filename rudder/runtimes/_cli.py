@@ -10,7 +10,7 @@ import re
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any, Protocol
 
-from ._child import ChildSpec, spawn
+from ._child import ChildSpec, spawn, stderr_events
 from ._events import excerpt
 from .base import RunEvent, RunEventKind, RuntimeError_
 
@@ -68,9 +68,7 @@ class _Attempt:
             self.parser.finish()
         except RuntimeError_ as exc:
             if self.non_json:
-                raise RuntimeError_(
-                    f"{exc}; it printed: {' | '.join(self.non_json[-3:])}"
-                ) from None
+                raise type(exc)(f"{exc}; it printed: {' | '.join(self.non_json[-3:])}") from None
             raise
 
 
@@ -79,7 +77,11 @@ async def _run_once(spec: ChildSpec, attempt: _Attempt) -> AsyncGenerator[RunEve
         async for chunk in child.stdout_chunks():
             for event in attempt.feed(chunk):
                 yield event
+            for event in stderr_events(child):
+                yield event
         code = await child.wait()
+        for event in stderr_events(child):
+            yield event
         if code != 0:
             raise RuntimeError_(f"{attempt.name}: {child.exit_reason(code)}")
         for event in attempt.finish():

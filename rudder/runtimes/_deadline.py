@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from .base import RuntimeError_
+from .base import RunTimedOut
 
 T = TypeVar("T")
 
@@ -29,4 +29,4 @@ class Deadline:
             async with asyncio.timeout_at(self.at):
                 return await awaitable
         except TimeoutError:
-            raise RuntimeError_(f"timed out after {fmt_seconds(self.seconds)}") from None
+            raise RunTimedOut(f"timed out after {fmt_seconds(self.seconds)}") from None

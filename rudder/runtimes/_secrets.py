@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncGenerator, Mapping
 
-from .base import RunContext, RunEvent, RuntimeError_
+from .base import RunContext, RunEvent, RunEventKind, RuntimeError_
 from .config import SecretOrStr, SecretRef
 
 _MASK = "***"
@@ -58,11 +59,15 @@ async def resolve_values(
 async def redacting(
     events: AsyncGenerator[RunEvent, None], redactor: Redactor
 ) -> AsyncGenerator[RunEvent, None]:
-    """Passes events through; masks resolved secrets in the reason of a failure."""
+    """Passes events through; masks resolved secrets in log lines and in the reason of a failure."""
     # aclosing: if this stream is closed between events, the inner one releases its resources now.
     async with contextlib.aclosing(events):
         try:
             async for event in events:
+                # Log lines (stderr, banners) are where a CLI might echo its environment.
+                if event.kind is RunEventKind.LOG:
+                    event = dataclasses.replace(event, text=redactor(event.text))
                 yield event
         except RuntimeError_ as exc:
-            raise RuntimeError_(redactor(str(exc))) from None
+            # Same class (a timeout stays a timeout), with any secret value masked.
+            raise type(exc)(redactor(str(exc))) from None

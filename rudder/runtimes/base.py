@@ -17,6 +17,10 @@ class RuntimeError_(Exception):
     """A runtime failed; `str(exc)` is the reason shown to people (never a secret)."""
 
 
+class RunTimedOut(RuntimeError_):
+    """The runtime ran past its configured timeout and was stopped (the run ends cancelled)."""
+
+
 class RunEventKind(StrEnum):
     TEXT = "text"  # a delta of the assistant's visible reply
     THINKING = "thinking"  # kept in the transcript, never sent to Feishu as text

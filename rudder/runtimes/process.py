@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 
-from ._child import ChildSpec, child_env, resolve_command, spawn
+from ._child import ChildSpec, child_env, resolve_command, spawn, stderr_events
 from ._events import OutputDecoder
 from ._payload import context_payload
 from ._secrets import Redactor, redacting, resolve_values
@@ -47,7 +47,11 @@ class ProcessRuntime:
             async for chunk in child.stdout_chunks():
                 for event in decoder.feed(chunk):
                     yield event
+                for event in stderr_events(child):
+                    yield event
             code = await child.wait()
+            for event in stderr_events(child):
+                yield event
             if code != 0:
                 raise RuntimeError_(child.exit_reason(code))
             for event in decoder.finish():

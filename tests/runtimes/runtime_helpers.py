@@ -132,3 +132,24 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 5)
+
+
+def install_fake_clis(bin_dir: Path, monkeypatch: Any) -> None:
+    """Fake `claude` and `codex` executables first on PATH (replaying fixture streams)."""
+    import sys
+
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("claude", "codex"):
+        exe = bin_dir / name
+        exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKES / "fake_cli.py"}" "$@"\n')
+        exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+
+
+def read_calls(record: Path) -> list[dict[str, Any]]:
+    """The fake CLI's invocations (argv, stdin, cwd), in order."""
+    import json
+
+    if not record.exists():
+        return []
+    return [json.loads(line) for line in record.read_text().splitlines()]

@@ -2,7 +2,9 @@
 
 Driven by environment variables (set through the runtime config's `env`):
 FAKE_CLI_FIXTURE (fixture name), FAKE_CLI_RECORD (append each invocation as JSON),
-FAKE_CLI_DELAY_MS (pause between lines), FAKE_CLI_HANG (pid file; then wait to be stopped).
+FAKE_CLI_DELAY_MS (pause between lines), FAKE_CLI_HANG (pid file; then wait to be stopped, with
+a helper process in the group), FAKE_CLI_HANG_IF (hang only when the prompt contains this),
+FAKE_CLI_STDERR (a line for stderr), FAKE_CLI_LOGGED_OUT (`login status` says so).
 A resume id starting with "stale" is unknown, as the real CLIs report it.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +29,15 @@ def resumed_id(argv: list[str]) -> str | None:
 
 def main() -> int:
     argv = sys.argv[1:]
+    if argv == ["--version"]:
+        print("9.9.9 (fake CLI)")
+        return 0
+    if argv == ["login", "status"]:
+        if os.environ.get("FAKE_CLI_LOGGED_OUT"):
+            print("Not logged in", file=sys.stderr)
+            return 1
+        print("Logged in using ChatGPT", file=sys.stderr)
+        return 0
     prompt = sys.stdin.read()
     if record := os.environ.get("FAKE_CLI_RECORD"):
         with open(record, "a") as f:
@@ -34,13 +46,18 @@ def main() -> int:
     if session and session.startswith("stale"):
         print(f"No conversation found with session ID: {session}", file=sys.stderr)
         return 1
+    if line := os.environ.get("FAKE_CLI_STDERR"):
+        print(line, file=sys.stderr, flush=True)
     delay = float(os.environ.get("FAKE_CLI_DELAY_MS", "0")) / 1000
     fixture = FIXTURES / f"{os.environ['FAKE_CLI_FIXTURE']}.jsonl"
     for line in fixture.read_text().splitlines():
         print(line, flush=True)
         time.sleep(delay)
-    if pid_file := os.environ.get("FAKE_CLI_HANG"):
-        Path(pid_file).write_text(str(os.getpid()))
+    pid_file = os.environ.get("FAKE_CLI_HANG")
+    if pid_file and os.environ.get("FAKE_CLI_HANG_IF", "") in prompt:
+        # A helper in the same process group, as a real CLI's tool call would start.
+        helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        Path(pid_file).write_text(f"{os.getpid()} {helper.pid}")
         time.sleep(60)
     return 0
 

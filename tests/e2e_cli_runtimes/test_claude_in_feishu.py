@@ -1,0 +1,165 @@
+"""An agent on `claude_local` (a fake `claude` on PATH) talking through Feishu in the sandbox:
+streamed card text, session resume per chat, `/new`, `/stop` ending the CLI's process group."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rudder import texts
+from tests.conftest import FeishuRig
+from tests.helpers import default_org_and_agent, wait_for, wait_run
+from tests.runtimes.runtime_helpers import install_fake_clis, read_calls, read_pids, wait_gone
+
+TOOLS_SESSION = "9e8d7c6b-5a49-4382-a716-0f1e2d3c4b5a"
+ANSWER = "Let me look.\n\nThere are two entries: README.md and src."
+
+
+async def connect_coder(rig: FeishuRig, env: dict[str, str]) -> tuple[dict[str, Any], str, str]:
+    """A `claude_local` agent with a connected bot and a bound Feishu user: (agent, user, chat)."""
+    org, _ = await default_org_and_agent(rig.client)
+    created = await rig.client.post(
+        f"/api/orgs/{org['id']}/agents",
+        json={
+            "name": "Coder",
+            "runtime_type": "claude_local",
+            "runtime_config": {"env": env, "grace_sec": 1},
+        },
+    )
+    assert created.status_code == 201, created.text
+    agent: dict[str, Any] = created.json()
+    app = await rig.control("POST", "/apps", json={"name": "Coder", "brand": "feishu"})
+    connected = await rig.client.post(
+        f"/api/agents/{agent['id']}/integrations/feishu/manual",
+        json={"region": "feishu", "app_id": app["app_id"], "app_secret": app["app_secret"]},
+    )
+    assert connected.status_code == 200, connected.text
+
+    async def live() -> bool:
+        info = (await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu")).json()
+        return bool(info["connection"] and info["connection"]["status"] == "connected")
+
+    await wait_for(live, timeout=10)
+    user = (await rig.control("POST", "/users", json={"name": "Ada"}))["user_id"]
+    chat = (
+        await rig.control(
+            "POST", "/chats", json={"type": "p2p", "user_ids": [user], "app_ids": [app["app_id"]]}
+        )
+    )["chat_id"]
+    # The first message of an unknown sender gets a binding prompt; the member confirms it.
+    await say(rig, user, chat, "hi")
+    prompt = await wait_for(lambda: bot_texts(rig, chat), timeout=10)
+    code = re.search(r"/bind/feishu/([\w-]+)", prompt[0])
+    assert code, prompt
+    confirmed = await rig.client.post(f"/api/feishu-bindings/{code.group(1)}/confirm")
+    assert confirmed.status_code == 200, confirmed.text
+    return agent, user, chat
+
+
+async def say(rig: FeishuRig, user: str, chat: str, text: str) -> None:
+    await rig.control("POST", f"/chats/{chat}/messages", json={"user_id": user, "text": text})
+
+
+async def bot_messages(rig: FeishuRig, chat: str) -> list[dict[str, Any]]:
+    items = (await rig.control("GET", f"/chats/{chat}/messages"))["items"]
+    return [m for m in items if m["sender"]["sender_type"] == "app"]
+
+
+async def bot_texts(rig: FeishuRig, chat: str) -> list[str]:
+    return [m["text"] for m in await bot_messages(rig, chat)]
+
+
+async def cards(rig: FeishuRig, chat: str) -> list[dict[str, Any]]:
+    return [m for m in await bot_messages(rig, chat) if m["msg_type"] == "interactive"]
+
+
+async def finished_card(rig: FeishuRig, chat: str, index: int) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        found = await cards(rig, chat)
+        return found[index] if len(found) > index and not found[index]["streaming"] else None
+
+    card: dict[str, Any] = await wait_for(done, timeout=15)
+    return card
+
+
+async def feishu_runs(rig: FeishuRig, agent: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every run of the agent's Feishu conversations, oldest first."""
+    convs = (await rig.client.get(f"/api/orgs/{agent['org_id']}/conversations")).json()
+    runs = []
+    for conv in convs:
+        if conv["agent_id"] != agent["id"]:
+            continue
+        for m in (await rig.client.get(f"/api/conversations/{conv['id']}/messages")).json():
+            if m["role"] == "user" and m["run_id"]:
+                runs.append(await wait_run(rig.client, m["run_id"]))
+    return sorted(runs, key=lambda r: r["created_at"])
+
+
+def resumed(call: dict[str, Any]) -> str | None:
+    argv: list[str] = call["argv"]
+    return argv[argv.index("--resume") + 1] if "--resume" in argv else None
+
+
+async def test_claude_code_agent_in_a_feishu_dm(
+    rig: FeishuRig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_fake_clis(tmp_path / "bin", monkeypatch)
+    record, pid_file = tmp_path / "calls.jsonl", tmp_path / "cli.pids"
+    env = {
+        "FAKE_CLI_FIXTURE": "claude_local__tools",
+        "FAKE_CLI_RECORD": str(record),
+        "FAKE_CLI_DELAY_MS": "150",  # the two text blocks arrive apart: the card streams
+        "FAKE_CLI_HANG": str(pid_file),
+        "FAKE_CLI_HANG_IF": "take your time",
+    }
+    agent, user, chat = await connect_coder(rig, env)
+
+    # 1. A DM reaches the agent; its text streams into the card; thinking and tools stay out.
+    await say(rig, user, chat, "what files are here?")
+
+    async def partial() -> bool:
+        found = await cards(rig, chat)
+        return bool(found and found[0]["streaming"] and found[0]["text"].startswith("Let me look."))
+
+    await wait_for(partial, timeout=15, interval=0.01)
+    card = await finished_card(rig, chat, 0)
+    assert card["text"] == ANSWER
+    (run,) = await feishu_runs(rig, agent)
+    assert run["status"] == "succeeded" and run["usage"]["cost_usd"] == 0.0311
+    messages = (
+        await rig.client.get(f"/api/conversations/{run['conversation_id']}/messages")
+    ).json()
+    assert next(m for m in messages if m["id"] == run["reply_message_id"])["body"] == ANSWER
+    assert resumed(read_calls(record)[0]) is None
+    events = {e["kind"] for e in (await rig.client.get(f"/api/runs/{run['id']}/events")).json()}
+    assert {"thinking", "tool_call", "tool_result"} <= events  # kept in the transcript
+
+    # 2. The next message in the same chat resumes the CLI session.
+    await say(rig, user, chat, "and the tests?")
+    assert (await finished_card(rig, chat, 1))["text"] == ANSWER
+    second = read_calls(record)[1]
+    assert resumed(second) == TOOLS_SESSION and second["stdin"] == "and the tests?"
+
+    # 3. /new starts a fresh conversation, so a fresh CLI session.
+    await say(rig, user, chat, "/new")
+    await wait_for(lambda: _has_text(rig, chat, texts.FEISHU_NEW_STARTED))
+    await say(rig, user, chat, "start over")
+    await finished_card(rig, chat, 2)
+    fresh = read_calls(record)[2]
+    assert resumed(fresh) is None and fresh["stdin"] == "start over"
+
+    # 4. /stop ends the CLI and the helper it started; the card says "Stopped".
+    await say(rig, user, chat, "take your time")
+    pids = await read_pids(pid_file, within=15)
+    await say(rig, user, chat, "/stop")
+    stopped = await finished_card(rig, chat, 3)
+    assert await wait_gone(pids) == []
+    assert stopped["text"].startswith(ANSWER) and stopped["text"].endswith(texts.REPLY_STOPPED)
+    assert (await feishu_runs(rig, agent))[-1]["status"] == "cancelled"
+
+
+async def _has_text(rig: FeishuRig, chat: str, text: str) -> bool:
+    return text in await bot_texts(rig, chat)
