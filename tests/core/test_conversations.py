@@ -212,7 +212,9 @@ async def test_interrupted_runs_fail_visibly_on_start(
 async def test_paused_agent_fails_the_run_visibly(client: httpx.AsyncClient) -> None:
     conv = await _new_conversation(client)
     await client.patch(f"/api/agents/{conv['agent_id']}", json={"status": "paused"})
-    posted = (await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "hi"})).json()
+    posted = (
+        await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "hi"})
+    ).json()
     run = await wait_run(client, posted["run_id"])
     assert run["status"] == "failed" and run["error"] == texts.AGENT_PAUSED
     reply = (await client.get(f"/api/conversations/{conv['id']}/messages")).json()[-1]
