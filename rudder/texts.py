@@ -101,3 +101,39 @@ WEB_MEMBER_NAME_REQUIRED = "Enter the member's name."
 WEB_MEMBER_ROLE_INVALID = "Choose a role: member, admin or owner."
 WEB_MEMBER_NOT_ALLOWED = "Only owners and admins can add members."
 WEB_SETTINGS_HINT = "Set through the environment (RUDDER_* variables); shown here read-only."
+
+# -- Feishu member binding: the bind page and the Members page ----------------------------------
+FEISHU_BINDING_PAGE_TITLE = "Link your Feishu account"
+FEISHU_BINDING_PAGE_INTRO = (
+    "The Feishu user {who} messaged {bot}, the bot of the agent {agent} in the organization "
+    "{org}. Link that Feishu user to your Rudder account so the agent can answer them."
+)
+FEISHU_BINDING_PAGE_AS = "You will be linked as {name}."
+FEISHU_BINDING_SIGN_IN = "Sign in to Rudder as a member of {org}, then open this link again."
+FEISHU_BINDING_CONFIRM = "Link my account"
+WEB_FEISHU_IDENTITIES = "Feishu identities"
+WEB_FEISHU_IDENTITIES_INTRO = (
+    "People who messaged this organization's bots. Until a Feishu user is bound to a member, "
+    "the bot answers them with a binding prompt instead of running the agent."
+)
+WEB_NO_FEISHU_IDENTITIES = "No Feishu users have messaged this organization's bots yet."
+WEB_FEISHU_NOT_BOUND = "Not bound"
+WEB_FEISHU_BIND = "Bind to member"
+WEB_FEISHU_UNBIND = "Unbind"
+WEB_FEISHU_BOUND_DONE = "Feishu user bound."
+WEB_FEISHU_UNBOUND_DONE = "Feishu user unbound."
+WEB_FEISHU_BIND_NOT_ALLOWED = "Only owners and admins can bind or unbind Feishu users."
+
+# -- Signing in (authenticated mode) --------------------------------------------------------------
+AUTH_LOGIN_FAILED = "Email or password is incorrect."
+AUTH_THROTTLED = "Too many failed sign-ins. Try again in {minutes} minute(s)."
+AUTH_LOCAL_MODE = (
+    "Rudder runs in local mode (RUDDER_DEPLOYMENT_MODE=local): there is no sign-in, "
+    "the local owner is always signed in."
+)
+AUTH_SIGNED_OUT = "You are signed out."
+AUTH_LOGIN_INTRO = "Sign in with the email and password your Rudder administrator set up."
+AUTH_NO_ACCOUNT_HINT = "No account yet? An administrator creates one with `rudder user create`."
+AUTH_TOKEN_AGENT_NOT_ALLOWED = "Only owners and admins can create API tokens for agents."
+AUTH_TOKEN_NEEDS_USER = "Agent tokens cannot manage API tokens."
+WEB_FEISHU_IDENTITY_UNKNOWN = "There is no such Feishu user for this organization's bots."

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import html
+import json
 import logging
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from rudder import texts
-from rudder.api.deps import ActorDep, ServicesDep, SessionDep, load_agent, require_org
-from rudder.db.models import FeishuUserBinding, InboundEvent, Integration, User
-from rudder.domain import secret_store
-from rudder.domain.errors import Invalid, NotFound
+from rudder.api.deps import (
+    ActorDep,
+    ServicesDep,
+    SessionDep,
+    current_actor,
+    load_agent,
+    require_org,
+)
+from rudder.db.models import InboundEvent, Integration, User
+from rudder.domain import orgs, secret_store
+from rudder.domain.errors import Invalid, NotFound, Unauthorized
 from rudder.feishu import bindings
 from rudder.feishu.connect import integration_for_agent
 from rudder.feishu.events import EventError, parse_event
@@ -47,8 +57,12 @@ class ActivityOut(BaseModel):
 class IdentityOut(BaseModel):
     integration_id: str
     agent_id: str
+    agent_name: str
     open_id: str
     union_id: str | None
+    display_name: str | None
+    bound: bool
+    binding_id: str | None
     user_id: str | None
     user_name: str | None
     last_seen_at: datetime | None
@@ -157,63 +171,34 @@ async def activity(
 
 @router.get("/orgs/{org_id}/feishu-identities", response_model=list[IdentityOut])
 async def identities(org_id: str, actor: ActorDep, session: SessionDep) -> list[IdentityOut]:
-    """Feishu users seen by this organization's bots, with the member each is bound to."""
+    """Feishu users seen by this organization's bots: unbound first, then bound, newest first."""
     await require_org(session, actor, org_id)
-    integrations = {
-        i.id: i
-        for i in await session.scalars(select(Integration).where(Integration.org_id == org_id))
-    }
-    if not integrations:
-        return []
-    seen: dict[tuple[str, str], Any] = {}
-    rows = await session.execute(
-        select(
-            InboundEvent.integration_id, InboundEvent.sender_open_id, InboundEvent.received_at
-        ).where(
-            InboundEvent.integration_id.in_(list(integrations)),
-            InboundEvent.sender_open_id.is_not(None),
+    return [
+        IdentityOut(
+            integration_id=i.integration_id,
+            agent_id=i.agent_id,
+            agent_name=i.agent_name,
+            open_id=i.open_id,
+            union_id=i.union_id,
+            display_name=i.display_name,
+            bound=i.binding_id is not None,
+            binding_id=i.binding_id,
+            user_id=i.user_id,
+            user_name=i.user_name,
+            last_seen_at=i.last_seen_at,
         )
-    )
-    for integration_id, open_id, at in rows.all():
-        key = (integration_id, open_id)
-        if key not in seen or at > seen[key]:
-            seen[key] = at
-    bound = {
-        (b.integration_id, b.open_id): (b, u)
-        for b, u in (
-            await session.execute(
-                select(FeishuUserBinding, User)
-                .join(User, User.id == FeishuUserBinding.user_id)
-                .where(FeishuUserBinding.org_id == org_id)
-            )
-        ).all()
-    }
-    for key in bound:
-        seen.setdefault(key, None)
-    out = []
-    for (integration_id, open_id), at in sorted(
-        seen.items(), key=lambda kv: str(kv[1]), reverse=True
-    ):
-        b = bound.get((integration_id, open_id))
-        out.append(
-            IdentityOut(
-                integration_id=integration_id,
-                agent_id=integrations[integration_id].agent_id,
-                open_id=open_id,
-                union_id=b[0].union_id if b else None,
-                user_id=b[1].id if b else None,
-                user_name=b[1].name if b else None,
-                last_seen_at=at,
-            )
-        )
-    return out
+        for i in await bindings.identities(session, org_id)
+    ]
 
 
-@router.post("/orgs/{org_id}/feishu-user-bindings", response_model=UserBindingOut)
+@router.post(
+    "/orgs/{org_id}/feishu-user-bindings", response_model=UserBindingOut, responses={403: {}}
+)
 async def bind_user(
     org_id: str, body: UserBindingIn, actor: ActorDep, session: SessionDep
 ) -> UserBindingOut:
     await require_org(session, actor, org_id)
+    await bindings.require_admin(session, actor.user_id, org_id)
     integration = await session.get(Integration, body.integration_id)
     if integration is None or integration.org_id != org_id:
         raise NotFound("integration not found")
@@ -224,6 +209,21 @@ async def bind_user(
     return UserBindingOut(
         id=row.id, integration_id=row.integration_id, open_id=row.open_id, user_id=row.user_id
     )
+
+
+@router.delete(
+    "/orgs/{org_id}/feishu-user-bindings/{binding_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={403: {}, 404: {}},
+)
+async def unbind_user(
+    org_id: str, binding_id: str, actor: ActorDep, session: SessionDep
+) -> Response:
+    await require_org(session, actor, org_id)
+    await bindings.require_admin(session, actor.user_id, org_id)
+    await bindings.unbind(session, org_id, binding_id, actor.label)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/feishu-bindings/{code}/confirm", response_model=UserBindingOut)
@@ -237,12 +237,62 @@ async def confirm_binding(code: str, actor: ActorDep, session: SessionDep) -> Us
     )
 
 
+def _page(body: str, status_code: int = 200) -> HTMLResponse:
+    title = html.escape(texts.FEISHU_BINDING_PAGE_TITLE)
+    return HTMLResponse(
+        f"""<!doctype html><meta charset="utf-8"><title>{title}</title>
+<body style="font:16px system-ui;max-width:34rem;margin:4rem auto;line-height:1.5">
+<h1>{title}</h1>{body}""",
+        status_code=status_code,
+    )
+
+
 @pages.get("/bind/feishu/{code}", response_class=HTMLResponse)
-async def binding_page(code: str) -> HTMLResponse:
-    # A plain page with one button: confirming is a POST, so link previews can't bind anyone.
-    return HTMLResponse(f"""<!doctype html><meta charset="utf-8"><title>Link your Feishu account</title>
-<body style="font:16px system-ui;max-width:32rem;margin:4rem auto">
-<h1>Link your Feishu account</h1><p>Link the Feishu account that messaged the bot to your Rudder account.</p>
-<button id="b">Link my account</button><p id="r"></p>
-<script>document.getElementById('b').onclick=async()=>{{const r=await fetch('/api/feishu-bindings/{code}/confirm',{{method:'POST'}});
-const j=await r.json();document.getElementById('r').textContent=r.ok?{texts.FEISHU_BINDING_DONE.format(name="your account")!r}:(j.detail||'Failed');}};</script>""")
+async def binding_page(
+    code: str, request: Request, services: ServicesDep, session: SessionDep
+) -> HTMLResponse:
+    # Confirming is a POST behind a button, so a link preview fetching this page binds no one.
+    info = await bindings.peek(session, code)
+    if info is None:
+        return _page(f"<p>{html.escape(texts.FEISHU_BINDING_INVALID)}</p>", status_code=404)
+    who = info.display_name or info.open_id
+    intro = texts.FEISHU_BINDING_PAGE_INTRO.format(
+        who=who, bot=info.bot_name or info.agent_name, agent=info.agent_name, org=info.org_name
+    )
+    parts = [f'<p id="intro">{html.escape(intro)}</p>']
+    sign_in = ""
+    try:
+        actor = await current_actor(request, services, session)
+    except Unauthorized as exc:
+        actor = None
+        # Pages that need a login say where to come back to; offer that instead of a redirect,
+        # so the page still shows what the link is for.
+        next_path = getattr(exc, "next_path", None)
+        if isinstance(next_path, str):
+            sign_in = f' <a href="/login?next={quote(next_path, safe="/")}">Sign in</a>'
+    member = (
+        await orgs.membership(session, actor.user_id, info.org_id)
+        if actor is not None and actor.user_id
+        else None
+    )
+    if actor is None or actor.user_id is None:
+        prompt = html.escape(texts.FEISHU_BINDING_SIGN_IN.format(org=info.org_name))
+        parts.append(f"<p>{prompt}{sign_in}</p>")
+        return _page("".join(parts))
+    if member is None:
+        parts.append(f"<p>{html.escape(texts.FEISHU_BINDING_NOT_MEMBER)}</p>")
+        return _page("".join(parts), status_code=403)
+    me = await session.get(User, actor.user_id)
+    name = me.name if me is not None else actor.user_id
+    done = texts.FEISHU_BINDING_DONE.format(name=name)
+    # json.dumps of str values is a JS string literal; `</` is escaped so it can't end the script.
+    js_code, js_done = (json.dumps(v).replace("</", "<\\/") for v in (code, done))
+    parts.append(
+        f"<p>{html.escape(texts.FEISHU_BINDING_PAGE_AS.format(name=name))}</p>"
+        f'<button id="b">{html.escape(texts.FEISHU_BINDING_CONFIRM)}</button><p id="r"></p>'
+        f"""<script>document.getElementById('b').onclick=async()=>{{
+const r=await fetch('/api/feishu-bindings/'+encodeURIComponent({js_code})+'/confirm',{{method:'POST'}});
+const j=await r.json();document.getElementById('r').textContent=r.ok?{js_done}:(j.detail||'Failed');
+if(r.ok)document.getElementById('b').disabled=true;}};</script>"""
+    )
+    return _page("".join(parts))

@@ -86,6 +86,9 @@ class InboundMessage:
     sender_union_id: str | None
     sender_type: str
     sender_name: str | None = None
+    # Open ids @-mentioned in the body; for a post this includes `at` elements that carry an
+    # open_id directly instead of a `@_user_N` placeholder (some clients send those).
+    mentioned_open_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,24 +102,114 @@ class InboundEvent:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_PLACEHOLDER = re.compile(r"@_user_\d+|@_all")
+# A placeholder with the blanks around it, so stripping keeps the message's other whitespace
+# (line breaks and indentation matter in code and lists).
+_PLACEHOLDER = re.compile(r"[ \t]*(?:@_user_\d+|@_all)[ \t]*")
+# Post elements that are text to a reader. Anything else (img, media, file, …) makes the post
+# rich media, which is dropped with the non-text notice like an image message.
+_POST_TEXT_TAGS = frozenset({"text", "a", "at", "emotion", "code_block", "md", "hr"})
 
 
-def _text_of(message_type: str, content: str) -> str | None:
-    try:
-        data = json.loads(content) if content else {}
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    if message_type == "text":
-        text = data.get("text")
-        return text if isinstance(text, str) else None
+@dataclass(frozen=True, slots=True)
+class _Body:
+    text: str | None
+    mentioned_open_ids: tuple[str, ...] = ()
+    mention_all: bool = False
+
+
+def _post_root(data: dict[str, Any]) -> dict[str, Any] | None:
+    # Received posts are flat `{title, content}`; some clients wrap them in a locale
+    # (`{"zh_cn": {...}}`) or in `{"post": {locale: {...}}}` as on the send side (reference §4.3).
+    if isinstance(data.get("content"), list):
+        return data
+    wrapped = data.get("post")
+    inner: dict[str, Any] = wrapped if isinstance(wrapped, dict) else data
+    for value in inner.values():
+        if isinstance(value, dict) and isinstance(value.get("content"), list):
+            return value
     return None
 
 
+def _post_element(el: dict[str, Any], keys: dict[str, str], found: list[str]) -> str | None:
+    """The element's plain text; None when the post is not plain text after all."""
+    tag = el.get("tag")
+    if tag not in _POST_TEXT_TAGS:
+        return None
+    if tag == "at":
+        who = str(el.get("user_id") or "")
+        if who in ("all", "@_all"):
+            return "@_all"
+        if who in keys:  # a `@_user_N` placeholder, resolved through mentions[]
+            found.append(keys[who])
+            return who
+        if who.startswith("ou_"):  # an open_id in place of the placeholder
+            found.append(who)
+            return ""
+        if who.startswith("@_user_"):
+            return who  # stripped below like in text messages
+        name = el.get("user_name")
+        return f"@{name}" if isinstance(name, str) and name else ""
+    if tag == "a":
+        text, href = str(el.get("text") or ""), str(el.get("href") or "")
+        # Feishu writes links in text messages as `[text](url)` (reference §4.3); do the same.
+        return f"[{text}]({href})" if text and href and text != href else (href or text)
+    if tag == "emotion":
+        return f":{el.get('emoji_type', '')}:"
+    if tag == "hr":
+        return "\n---\n"
+    if tag == "code_block":
+        return f"\n```{el.get('language') or ''}\n{el.get('text', '')}\n```\n"
+    return str(el.get("text") or "")
+
+
+def _text_of_post(data: dict[str, Any], keys: dict[str, str]) -> _Body:
+    post = _post_root(data)
+    if post is None:
+        return _Body(None)
+    found: list[str] = []
+    lines: list[str] = []
+    title = post.get("title")
+    if isinstance(title, str) and title.strip():
+        lines.append(title.strip())
+    for paragraph in post["content"]:
+        if not isinstance(paragraph, list):
+            return _Body(None)
+        parts = []
+        for el in paragraph:
+            piece = _post_element(el, keys, found) if isinstance(el, dict) else None
+            if piece is None:
+                return _Body(None)
+            parts.append(piece)
+        lines.append("".join(parts))
+    text = "\n".join(lines).strip()
+    return _Body(text, tuple(found), "@_all" in text)
+
+
+def _text_of(message_type: str, content: str, mentions: list[Mention]) -> _Body:
+    try:
+        data = json.loads(content) if content else {}
+    except json.JSONDecodeError:
+        return _Body(None)
+    if not isinstance(data, dict):
+        return _Body(None)
+    if message_type == "text":
+        text = data.get("text")
+        return _Body(text if isinstance(text, str) else None)
+    if message_type == "post":
+        keys = {m.key: m.id.open_id for m in mentions if m.key and m.id and m.id.open_id}
+        return _text_of_post(data, keys)
+    return _Body(None)
+
+
 def strip_mentions(text: str) -> str:
-    return re.sub(r"\s+", " ", _PLACEHOLDER.sub(" ", text)).strip()
+    def gap(m: re.Match[str]) -> str:
+        # A space only between two words; at the edge of a line the placeholder just goes.
+        edge = (
+            m.start() == 0 or m.end() == len(text) or "\n" in (text[m.start() - 1], text[m.end()])
+        )
+        return "" if edge else " "
+
+    return _PLACEHOLDER.sub(gap, text).strip()
 
 
 def parse_event(payload: bytes | dict[str, Any]) -> InboundEvent:
@@ -141,8 +234,9 @@ def parse_event(payload: bytes | dict[str, Any]) -> InboundEvent:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
             raise EventError(f"im.message.receive_v1 event: {where}: {first.get('msg')}") from None
-        raw = _text_of(body.message.message_type, body.message.content)
         mentions = body.message.mentions or []
+        parsed = _text_of(body.message.message_type, body.message.content, mentions)
+        raw = parsed.text
         sender_id = body.sender.sender_id or UserId()
         message = InboundMessage(
             message_id=body.message.message_id,
@@ -152,10 +246,13 @@ def parse_event(payload: bytes | dict[str, Any]) -> InboundEvent:
             text=strip_mentions(raw) if raw is not None else None,
             raw_text=raw,
             mentions=mentions,
-            mention_all="@_all" in (raw or "") or any(m.key == "@_all" for m in mentions),
+            mention_all=parsed.mention_all
+            or "@_all" in (raw or "")
+            or any(m.key == "@_all" for m in mentions),
             sender_open_id=sender_id.open_id,
             sender_union_id=sender_id.union_id,
             sender_type=body.sender.sender_type,
+            mentioned_open_ids=parsed.mentioned_open_ids,
         )
     return InboundEvent(
         event_id=env.header.event_id,

@@ -34,8 +34,11 @@ def _key(*parts: str) -> str:
 
 
 def mentions_bot(message: InboundMessage, bot_open_id: str | None) -> bool:
-    # `@_all` is a mention of everyone, not of this bot (reference §4.2).
-    return bool(bot_open_id) and any(
+    # `@_all` is a mention of everyone, not of this bot (reference §4.2). A post's `at`
+    # elements resolve to the same mentions[]; a few carry the open_id itself.
+    if not bot_open_id:
+        return False
+    return bot_open_id in message.mentioned_open_ids or any(
         m.id is not None and m.id.open_id == bot_open_id for m in message.mentions
     )
 
@@ -79,17 +82,35 @@ async def route(services: Services, row_id: str) -> Outcome:
                 key=_key("nontext", event.event_id),
             )
         return "dropped", f"{message.message_type} messages are not supported yet"
-    # 6. The sender must be bound to an active member of the agent's organization.
+    # 6. The sender must be bound to an active member of the agent's organization, checked on
+    # every message: a member disabled or removed after binding is asked to bind again.
+    if not message.sender_open_id:
+        return "held", "sender has no open_id; it cannot be linked to a Rudder member"
     async with services.sessions() as session, session.begin():
-        integration = await session.get(Integration, integration.id)
+        # Locked so two chats of one sender can't both issue a prompt (PostgreSQL; SQLite
+        # serialises writers anyway).
+        integration = await session.get(Integration, integration.id, with_for_update=True)
         assert integration is not None
         user = await bindings.bound_user(session, integration, message.sender_open_id)
-        code = None
-        if user is None and message.sender_open_id:
-            code = await bindings.issue_code(
-                session, integration, message.sender_open_id, message.sender_union_id
-            )
+        code = prompted_at = None
+        if user is None:
+            prompted_at = await bindings.recent_prompt(session, integration, message.sender_open_id)
+            if prompted_at is None:
+                code = await bindings.issue_code(
+                    session,
+                    integration,
+                    message.sender_open_id,
+                    message.sender_union_id,
+                    display_name=message.sender_name,
+                )
     if user is None:
+        if code is None:
+            assert prompted_at is not None
+            return "held", (
+                "sender is not linked to a Rudder member; binding prompt already sent at "
+                f"{prompted_at:%H:%M:%S} UTC (at most one every "
+                f"{int(bindings.PROMPT_EVERY.total_seconds() // 60)} minutes)"
+            )
         url = f"{services.settings.effective_public_url}/bind/feishu/{code}"
         await send_notice(
             services,

@@ -1,7 +1,9 @@
-"""Organization pages: switching organization, Members (list, add) and Settings (read-only)."""
+"""Organization pages: switching organization, Members (list, add, Feishu identities) and
+Settings (read-only)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -9,8 +11,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from rudder import __version__, texts
 from rudder.api.deps import ActorDep, ServicesDep, SessionDep
+from rudder.db.models import Integration
 from rudder.domain import orgs
-from rudder.domain.errors import DomainError
+from rudder.domain.errors import DomainError, NotFound
+from rudder.feishu import bindings
 from rudder.web.templating import ORG_SESSION_KEY, Shell, render, shell
 
 router = APIRouter(include_in_schema=False)
@@ -38,14 +42,23 @@ async def _members_page(
     form: dict[str, str],
     errors: list[str],
     status_code: int = 200,
+    feishu_errors: list[str] | None = None,
 ) -> HTMLResponse:
     rows = await orgs.members(session, frame.current.id) if frame.current else []
+    seen = await bindings.identities(session, frame.current.id) if frame.current else []
     context: dict[str, Any] = {
         "members": rows,
+        "active_members": [(m, u) for m, u in rows if m.status == "active"],
+        "identities": seen,
         "roles": ROLES,
         "form": form,
         "errors": errors,
+        "feishu_errors": feishu_errors or [],
         "added": request.query_params.get("added") == "1",
+        "feishu_done": {
+            "bound": texts.WEB_FEISHU_BOUND_DONE,
+            "unbound": texts.WEB_FEISHU_UNBOUND_DONE,
+        }.get(request.query_params.get("feishu", "")),
     }
     return render(
         request, "org/members.html", frame, context, status_code=status_code, nav="members"
@@ -94,6 +107,61 @@ async def add_member(
         frame = await shell(request, session, actor)  # reloaded: a rollback expires rows
         return await _members_page(request, session, frame, form, errors, status_code=422)
     return RedirectResponse("/members?added=1", status_code=303)
+
+
+async def _feishu_change(
+    request: Request,
+    actor: ActorDep,
+    session: SessionDep,
+    change: str,
+    apply: Callable[[str], Awaitable[None]],
+) -> Response:
+    """Run a bind/unbind for the current organization; errors re-render the page."""
+    frame = await shell(request, session, actor)
+    errors: list[str] = []
+    try:
+        if frame.current is None:
+            raise NotFound(texts.WEB_FEISHU_BIND_NOT_ALLOWED)
+        await bindings.require_admin(session, actor.user_id, frame.current.id)
+        await apply(frame.current.id)
+        await session.commit()
+    except DomainError as exc:
+        await session.rollback()
+        errors.append(exc.detail)
+    if errors:
+        frame = await shell(request, session, actor)
+        return await _members_page(
+            request, session, frame, {"role": "member"}, [], 422, feishu_errors=errors
+        )
+    return RedirectResponse(f"/members?feishu={change}#feishu", status_code=303)
+
+
+@router.post("/members/feishu-bindings", response_class=HTMLResponse)
+async def bind_feishu_user(
+    request: Request,
+    actor: ActorDep,
+    session: SessionDep,
+    integration_id: Annotated[str, Form(max_length=64)] = "",
+    open_id: Annotated[str, Form(max_length=100)] = "",
+    user_id: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    async def apply(org_id: str) -> None:
+        integration = await session.get(Integration, integration_id)
+        if integration is None or integration.org_id != org_id or not open_id:
+            raise NotFound(texts.WEB_FEISHU_IDENTITY_UNKNOWN)
+        await bindings.bind(session, integration, open_id, None, user_id, actor=actor.label)
+
+    return await _feishu_change(request, actor, session, "bound", apply)
+
+
+@router.post("/members/feishu-bindings/{binding_id}/delete", response_class=HTMLResponse)
+async def unbind_feishu_user(
+    binding_id: str, request: Request, actor: ActorDep, session: SessionDep
+) -> Response:
+    async def apply(org_id: str) -> None:
+        await bindings.unbind(session, org_id, binding_id, actor.label)
+
+    return await _feishu_change(request, actor, session, "unbound", apply)
 
 
 @router.get("/settings", response_class=HTMLResponse)

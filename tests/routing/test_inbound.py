@@ -2,76 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import select
 
 from rudder import texts
 from rudder.db.models import Conversation, InboundEvent
-from rudder.feishu.inbound import pipeline
 from tests.conftest import FeishuRig
 from tests.helpers import default_org_and_agent, wait_for, wait_run
-
-
-async def _connected_bot(rig: FeishuRig) -> tuple[dict[str, Any], dict[str, Any]]:
-    _, agent = await default_org_and_agent(rig.client)
-    app = await rig.control("POST", "/apps", json={"name": agent["name"], "brand": "feishu"})
-    r = await rig.client.post(
-        f"/api/agents/{agent['id']}/integrations/feishu/manual",
-        json={"region": "feishu", "app_id": app["app_id"], "app_secret": app["app_secret"]},
-    )
-    assert r.status_code == 200, r.text
-
-    async def live() -> bool:
-        state = (await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu")).json()[
-            "connection"
-        ]
-        return bool(state and state["status"] == "connected")
-
-    await wait_for(live, timeout=10)
-    return agent, app
-
-
-async def _activity(rig: FeishuRig, agent_id: str, count: int) -> list[dict[str, Any]]:
-    async def enough() -> list[dict[str, Any]] | None:
-        await pipeline(rig.services).wait_idle()
-        rows: list[dict[str, Any]] = (
-            await rig.client.get(f"/api/agents/{agent_id}/integrations/feishu/activity")
-        ).json()
-        done = [r for r in rows if r["outcome"] != "received"]
-        return done if len(done) >= count else None
-
-    result: list[dict[str, Any]] = await wait_for(enough, timeout=15)
-    return result
-
-
-async def _bot_texts(rig: FeishuRig, chat_id: str) -> list[str]:
-    messages = await rig.control("GET", f"/chats/{chat_id}/messages")
-    items = messages.get("items", messages) if isinstance(messages, dict) else messages
-    return [m["text"] for m in items if m["sender"]["sender_type"] == "app"]
-
-
-async def _bind(rig: FeishuRig, chat_id: str) -> None:
-    """First message → binding prompt in the chat → the member confirms the link."""
-    prompt = await wait_for(lambda: _first_bot_text(rig, chat_id), timeout=10)
-    code = re.search(r"/bind/feishu/([\w-]+)", prompt)
-    assert code, prompt
-    page = await rig.client.get(f"/bind/feishu/{code.group(1)}")
-    assert page.status_code == 200
-    ok = await rig.client.post(f"/api/feishu-bindings/{code.group(1)}/confirm")
-    assert ok.status_code == 200, ok.text
-    reused = await rig.client.post(f"/api/feishu-bindings/{code.group(1)}/confirm")
-    assert reused.status_code == 404  # single use
-
-
-async def _first_bot_text(rig: FeishuRig, chat_id: str) -> str | None:
-    texts_ = await _bot_texts(rig, chat_id)
-    return texts_[0] if texts_ else None
+from tests.routing.dialogue import activity, bind, bot_texts, connected_bot
 
 
 async def test_dm_binding_prompt_then_conversation_with_reply(rig: FeishuRig) -> None:
-    agent, app = await _connected_bot(rig)
+    agent, app = await connected_bot(rig)
     ada = (await rig.control("POST", "/users", json={"name": "Ada"}))["user_id"]
     chat = (
         await rig.control(
@@ -80,8 +23,8 @@ async def test_dm_binding_prompt_then_conversation_with_reply(rig: FeishuRig) ->
     )["chat_id"]
 
     await rig.control("POST", f"/chats/{chat}/messages", json={"user_id": ada, "text": "hello bot"})
-    await _bind(rig, chat)
-    held = await _activity(rig, agent["id"], 1)
+    await bind(rig, chat)
+    held = await activity(rig, agent["id"], 1)
     assert held[0]["outcome"] == "held" and held[0]["chat_type"] == "p2p"
     async with rig.services.sessions() as session:
         assert (
@@ -91,7 +34,7 @@ async def test_dm_binding_prompt_then_conversation_with_reply(rig: FeishuRig) ->
     await rig.control(
         "POST", f"/chats/{chat}/messages", json={"user_id": ada, "text": "hello again"}
     )
-    rows = await _activity(rig, agent["id"], 2)
+    rows = await activity(rig, agent["id"], 2)
     assert rows[0]["outcome"] == "processed", rows[0]
     org, _ = await default_org_and_agent(rig.client)
     convs = (await rig.client.get(f"/api/orgs/{org['id']}/conversations")).json()
@@ -120,8 +63,8 @@ async def _bound_user_chat(
         )
     )["chat_id"]
     await rig.control("POST", f"/chats/{p2p}/messages", json={"user_id": ada, "text": "hi"})
-    await _bind(rig, p2p)
-    await _activity(rig, agent["id"], 1)
+    await bind(rig, p2p)
+    await activity(rig, agent["id"], 1)
     if chat_type == "p2p":
         return ada, p2p
     group = (
@@ -135,7 +78,7 @@ async def _bound_user_chat(
 
 
 async def test_group_needs_a_mention(rig: FeishuRig) -> None:
-    agent, app = await _connected_bot(rig)
+    agent, app = await connected_bot(rig)
     await rig.control("PATCH", f"/apps/{app['app_id']}", json={"receive_all_group_messages": True})
     ada, group = await _bound_user_chat(rig, app, agent, "group")
     await rig.control(
@@ -151,7 +94,7 @@ async def test_group_needs_a_mention(rig: FeishuRig) -> None:
         f"/chats/{group}/messages",
         json={"user_id": ada, "text": "help me", "mention_app_ids": [app["app_id"]]},
     )
-    rows = await _activity(rig, agent["id"], 4)
+    rows = await activity(rig, agent["id"], 4)
     by_outcome = [r["outcome"] for r in reversed(rows[:3])]
     assert by_outcome == ["ignored", "ignored", "processed"], rows[:3]
     assert "@all" in rows[1]["reason"]
@@ -162,25 +105,25 @@ async def test_group_needs_a_mention(rig: FeishuRig) -> None:
 
 
 async def test_non_text_is_dropped_with_a_notice(rig: FeishuRig) -> None:
-    agent, app = await _connected_bot(rig)
+    agent, app = await connected_bot(rig)
     ada, chat = await _bound_user_chat(rig, app, agent)
     await rig.control(
         "POST",
         f"/chats/{chat}/messages",
         json={"user_id": ada, "message_type": "image", "content": {"image_key": "img_v3_x"}},
     )
-    rows = await _activity(rig, agent["id"], 2)
+    rows = await activity(rig, agent["id"], 2)
     assert rows[0]["outcome"] == "dropped" and "image" in rows[0]["reason"]
-    assert texts.FEISHU_NON_TEXT in await wait_for(lambda: _bot_texts(rig, chat))
+    assert texts.FEISHU_NON_TEXT in await wait_for(lambda: bot_texts(rig, chat))
 
 
 async def test_new_and_stop_commands(rig: FeishuRig) -> None:
-    agent, app = await _connected_bot(rig)
+    agent, app = await connected_bot(rig)
     ada, chat = await _bound_user_chat(rig, app, agent)
     await rig.control(
         "POST", f"/chats/{chat}/messages", json={"user_id": ada, "text": "slow story please"}
     )
-    await _activity(rig, agent["id"], 2)
+    await activity(rig, agent["id"], 2)
 
     async def running() -> bool:
         convs = (await rig.client.get(f"/api/orgs/{agent['org_id']}/conversations")).json()
@@ -189,36 +132,36 @@ async def test_new_and_stop_commands(rig: FeishuRig) -> None:
 
     await wait_for(running, timeout=10)
     await rig.control("POST", f"/chats/{chat}/messages", json={"user_id": ada, "text": "/stop"})
-    rows = await _activity(rig, agent["id"], 3)
+    rows = await activity(rig, agent["id"], 3)
     assert rows[0]["outcome"] == "command" and "stopped" in rows[0]["reason"]
 
     async def stopped_reply() -> bool:
-        return texts.FEISHU_STOPPED in await _bot_texts(rig, chat)
+        return texts.FEISHU_STOPPED in await bot_texts(rig, chat)
 
     await wait_for(stopped_reply)
     await rig.control("POST", f"/chats/{chat}/messages", json={"user_id": ada, "text": "/stop"})
-    rows = await _activity(rig, agent["id"], 4)
+    rows = await activity(rig, agent["id"], 4)
     assert "nothing" in rows[0]["reason"]
 
     before = {
         c["id"] for c in (await rig.client.get(f"/api/orgs/{agent['org_id']}/conversations")).json()
     }
     await rig.control("POST", f"/chats/{chat}/messages", json={"user_id": ada, "text": "/new"})
-    rows = await _activity(rig, agent["id"], 5)
+    rows = await activity(rig, agent["id"], 5)
     assert rows[0]["outcome"] == "command"
     after = (await rig.client.get(f"/api/orgs/{agent['org_id']}/conversations")).json()
     fresh = [c for c in after if c["id"] not in before]
     assert len(fresh) == 1 and fresh[0]["bound"] and fresh[0]["external_chat_id"] == chat
     await rig.control("POST", f"/chats/{chat}/messages", json={"user_id": ada, "text": "after new"})
-    await _activity(rig, agent["id"], 6)
+    await activity(rig, agent["id"], 6)
     msgs = (await rig.client.get(f"/api/conversations/{fresh[0]['id']}/messages")).json()
     assert msgs[0]["body"] == "after new"
 
 
 async def test_duplicates_and_foreign_events(rig: FeishuRig) -> None:
-    agent, app = await _connected_bot(rig)
+    agent, app = await connected_bot(rig)
     other = await rig.control("POST", "/apps", json={"name": "Other", "brand": "feishu"})
-    envelope = {
+    envelope: dict[str, Any] = {
         "schema": "2.0",
         "header": {
             "event_id": "ev-dup-1",
@@ -236,7 +179,7 @@ async def test_duplicates_and_foreign_events(rig: FeishuRig) -> None:
         "header": {**envelope["header"], "event_id": "ev-foreign", "app_id": other["app_id"]},
     }
     await rig.control("POST", f"/apps/{app['app_id']}/events", json={"envelope": foreign})
-    rows = await _activity(rig, agent["id"], 3)
+    rows = await activity(rig, agent["id"], 3)
     outcomes = sorted(r["outcome"] for r in rows)
     assert outcomes == ["duplicate", "ignored", "refused"], rows
     async with rig.services.sessions() as session:

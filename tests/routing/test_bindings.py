@@ -1,0 +1,243 @@
+"""Member binding, as dialogues: the prompt, the bind page, admin binding, unbinding, re-checks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from rudder import texts
+from rudder.db.models import BindingCode, Membership, User
+from rudder.domain import auth, orgs
+from tests.conftest import FeishuRig
+from tests.helpers import default_org_and_agent
+from tests.routing.dialogue import (
+    activity,
+    bind,
+    connected_bot,
+    conversations,
+    dm,
+    messages,
+    open_id_of,
+    person,
+    prompts,
+    say,
+    wait_prompt,
+)
+
+
+async def test_one_prompt_per_sender_per_ten_minutes(rig: FeishuRig) -> None:
+    agent, app = await connected_bot(rig)
+    ada = await person(rig, "Ada")
+    chat = await dm(rig, ada, app)
+
+    await say(rig, chat, ada, "hello?")
+    await say(rig, chat, ada, "anyone there?")
+    await say(rig, chat, ada, "hello??")
+    rows = await activity(rig, agent["id"], 3)
+    assert [r["outcome"] for r in rows] == ["held"] * 3
+    assert rows[2]["reason"].endswith("binding prompt sent")
+    assert "already sent" in rows[1]["reason"] and "already sent" in rows[0]["reason"]
+    await wait_prompt(rig, chat)
+    assert len(await prompts(rig, chat)) == 1
+
+    # Ten minutes later (the throttle reads the stored codes, so it survives a restart).
+    async with rig.services.sessions() as session, session.begin():
+        for code in await session.scalars(select(BindingCode)):
+            code.created_at -= timedelta(minutes=11)
+    await say(rig, chat, ada, "still there?")
+    await activity(rig, agent["id"], 4)
+    second = await wait_prompt(rig, chat, nth=2)
+    first = (await prompts(rig, chat))[0]
+    assert first != second
+    # Both links work until used: the first one is 11 "minutes" old, still inside its 15.
+    assert (await rig.client.get(f"/bind/feishu/{first}")).status_code == 200
+
+
+async def test_bind_page_names_the_feishu_user_the_bot_and_the_organization(
+    rig: FeishuRig,
+) -> None:
+    agent, app = await connected_bot(rig)
+    org, _ = await default_org_and_agent(rig.client)
+    ada = await person(rig, "Ada")
+    chat = await dm(rig, ada, app)
+    await say(rig, chat, ada, "hello")
+    code = await wait_prompt(rig, chat)
+
+    page = await rig.client.get(f"/bind/feishu/{code}")
+    assert page.status_code == 200
+    ada_open_id = await open_id_of(rig, ada, app)
+    for shown in (ada_open_id, agent["name"], org["name"], texts.FEISHU_BINDING_CONFIRM):
+        assert shown in page.text
+
+    for bad in ("nonsense", code[:-2]):
+        invalid = await rig.client.get(f"/bind/feishu/{bad}")
+        assert invalid.status_code == 404 and texts.FEISHU_BINDING_INVALID in invalid.text
+
+    # Someone from another organization can't take the link.
+    async with rig.services.sessions() as session, session.begin():
+        eve = await orgs.ensure_user(session, "eve@example.com", "Eve")
+        other = await orgs.create_org(session, "Elsewhere", eve)
+        _, token = await auth.issue_token(session, org_id=other.id, name="t", user_id=eve.id)
+    as_eve = {"authorization": f"Bearer {token}"}
+    refused = await rig.client.post(f"/api/feishu-bindings/{code}/confirm", headers=as_eve)
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == texts.FEISHU_BINDING_NOT_MEMBER
+    eve_page = await rig.client.get(f"/bind/feishu/{code}", headers=as_eve)
+    assert texts.FEISHU_BINDING_NOT_MEMBER in eve_page.text
+
+    # The member confirms; the link is then used up and says so.
+    assert (await rig.client.post(f"/api/feishu-bindings/{code}/confirm")).status_code == 200
+    used = await rig.client.get(f"/bind/feishu/{code}")
+    assert used.status_code == 404 and texts.FEISHU_BINDING_INVALID in used.text
+
+
+async def test_admin_binds_from_the_identities_list_and_unbinds(rig: FeishuRig) -> None:
+    agent, app = await connected_bot(rig)
+    org_id = agent["org_id"]
+    ada, bob = await person(rig, "Ada"), await person(rig, "Bob")
+    ada_chat, bob_chat = await dm(rig, ada, app), await dm(rig, bob, app)
+    await say(rig, ada_chat, ada, "hi")
+    await bind(rig, ada_chat)
+    await say(rig, bob_chat, bob, "hi")
+    await activity(rig, agent["id"], 2)
+    await say(rig, ada_chat, ada, "me again")  # Ada is now the most recently seen
+    await activity(rig, agent["id"], 3)
+
+    seen = (await rig.client.get(f"/api/orgs/{org_id}/feishu-identities")).json()
+    bob_open_id = await open_id_of(rig, bob, app)
+    assert [(i["open_id"], i["bound"]) for i in seen] == [
+        (bob_open_id, False),  # unbound first
+        (await open_id_of(rig, ada, app), True),
+    ]
+    assert seen[0]["user_id"] is None and seen[0]["agent_name"] == agent["name"]
+    assert app["bot_open_id"] not in {i["open_id"] for i in seen}
+
+    member = (
+        await rig.client.post(
+            f"/api/orgs/{org_id}/members", json={"email": "bob@example.com", "name": "Bob R."}
+        )
+    ).json()
+    bound = await rig.client.post(
+        f"/api/orgs/{org_id}/feishu-user-bindings",
+        json={
+            "integration_id": seen[0]["integration_id"],
+            "open_id": bob_open_id,
+            "user_id": member["user_id"],
+        },
+    )
+    assert bound.status_code == 200, bound.text
+    # The prompt Bob was sent is void now: it would rebind him to whoever opens it.
+    bob_code = (await prompts(rig, bob_chat))[0]
+    assert (await rig.client.get(f"/bind/feishu/{bob_code}")).status_code == 404
+
+    await say(rig, bob_chat, bob, "now?")
+    rows = await activity(rig, agent["id"], 4)
+    assert rows[0]["outcome"] == "processed", rows[0]
+    conv = next(c for c in await conversations(rig, org_id) if c["external_chat_id"] == bob_chat)
+    assert (await messages(rig, conv["id"]))[0]["author_user_id"] == member["user_id"]
+
+    # Unbinding is per organization: another organization's id answers 404.
+    binding_id = bound.json()["id"]
+    other = (await rig.client.post("/api/orgs", json={"name": "Other"})).json()
+    elsewhere = await rig.client.delete(
+        f"/api/orgs/{other['id']}/feishu-user-bindings/{binding_id}"
+    )
+    assert elsewhere.status_code == 404
+    gone = await rig.client.delete(f"/api/orgs/{org_id}/feishu-user-bindings/{binding_id}")
+    assert gone.status_code == 204
+    again = await rig.client.delete(f"/api/orgs/{org_id}/feishu-user-bindings/{binding_id}")
+    assert again.status_code == 404
+
+    await say(rig, bob_chat, bob, "and now?")
+    rows = await activity(rig, agent["id"], 5)
+    assert rows[0]["outcome"] == "held" and rows[0]["reason"].endswith("binding prompt sent")
+    await wait_prompt(rig, bob_chat, nth=2)
+
+
+async def test_membership_is_checked_on_every_message(rig: FeishuRig) -> None:
+    agent, app = await connected_bot(rig)
+    org_id = agent["org_id"]
+    ada = await person(rig, "Ada")
+    chat = await dm(rig, ada, app)
+    member = (
+        await rig.client.post(
+            f"/api/orgs/{org_id}/members", json={"email": "ada@example.com", "name": "Ada L."}
+        )
+    ).json()
+    await say(rig, chat, ada, "hi")
+    await activity(rig, agent["id"], 1)
+    r = await rig.client.post(
+        f"/api/orgs/{org_id}/feishu-user-bindings",
+        json={
+            "integration_id": (
+                await rig.client.get(f"/api/orgs/{org_id}/feishu-identities")
+            ).json()[0]["integration_id"],
+            "open_id": await open_id_of(rig, ada, app),
+            "user_id": member["user_id"],
+        },
+    )
+    assert r.status_code == 200, r.text
+    await say(rig, chat, ada, "works?")
+    rows = await activity(rig, agent["id"], 2)
+    assert rows[0]["outcome"] == "processed"
+
+    # Ada's membership is disabled after she was bound: she is asked to bind again.
+    async with rig.services.sessions() as session, session.begin():
+        await session.execute(
+            update(Membership)
+            .where(Membership.user_id == member["user_id"])
+            .values(status="disabled")
+        )
+    await say(rig, chat, ada, "still works?")
+    rows = await activity(rig, agent["id"], 3)
+    assert rows[0]["outcome"] == "held" and rows[0]["reason"].endswith("binding prompt sent")
+    await wait_prompt(rig, chat, nth=2)
+
+    # And removed from the organization altogether: still held, and no second prompt so soon.
+    async with rig.services.sessions() as session, session.begin():
+        row = await session.scalar(
+            select(Membership).where(Membership.user_id == member["user_id"])
+        )
+        assert row is not None
+        await session.delete(row)
+    await say(rig, chat, ada, "hello?")
+    rows = await activity(rig, agent["id"], 4)
+    assert rows[0]["outcome"] == "held" and "already sent" in rows[0]["reason"]
+    async with rig.services.sessions() as session:
+        assert await session.get(User, member["user_id"]) is not None
+
+
+async def test_members_page_binds_and_unbinds_feishu_users(rig: FeishuRig) -> None:
+    agent, app = await connected_bot(rig)
+    ada = await person(rig, "Ada")
+    chat = await dm(rig, ada, app)
+    await say(rig, chat, ada, "hi")
+    await activity(rig, agent["id"], 1)
+    ada_open_id = await open_id_of(rig, ada, app)
+
+    page = await rig.client.get("/members")
+    assert page.status_code == 200
+    assert ada_open_id in page.text and texts.WEB_FEISHU_BIND in page.text
+    async with rig.services.sessions() as session:
+        owner = (await orgs.members(session, agent["org_id"]))[0][1]
+    form = {
+        "integration_id": (
+            await rig.client.get(f"/api/orgs/{agent['org_id']}/feishu-identities")
+        ).json()[0]["integration_id"],
+        "open_id": ada_open_id,
+        "user_id": owner.id,
+    }
+    done = await rig.client.post("/members/feishu-bindings", data=form)
+    assert done.status_code == 303
+    page = await rig.client.get(done.headers["location"])
+    assert texts.WEB_FEISHU_BOUND_DONE in page.text and texts.WEB_FEISHU_UNBIND in page.text
+    seen = (await rig.client.get(f"/api/orgs/{agent['org_id']}/feishu-identities")).json()
+    assert seen[0]["user_id"] == owner.id
+
+    unknown = await rig.client.post("/members/feishu-bindings/nope/delete")
+    assert unknown.status_code == 422
+    gone = await rig.client.post(f"/members/feishu-bindings/{seen[0]['binding_id']}/delete")
+    assert gone.status_code == 303
+    page = await rig.client.get(gone.headers["location"])
+    assert texts.WEB_FEISHU_UNBOUND_DONE in page.text and texts.WEB_FEISHU_BIND in page.text
