@@ -36,8 +36,11 @@ async def test_one_prompt_per_sender_per_ten_minutes(rig: FeishuRig) -> None:
     await say(rig, chat, ada, "hello??")
     rows = await activity(rig, agent["id"], 3)
     assert [r["outcome"] for r in rows] == ["held"] * 3
-    assert rows[2]["reason"].endswith("binding prompt sent")
-    assert "already sent" in rows[1]["reason"] and "already sent" in rows[0]["reason"]
+    # Exactly one of the three got the prompt (the long connection may hand concurrent
+    # events over in any order); the other two say it was already sent.
+    reasons = sorted(r["reason"] for r in rows)
+    assert sum(r.endswith("binding prompt sent") for r in reasons) == 1
+    assert sum("already sent" in r for r in reasons) == 2
     await wait_prompt(rig, chat)
     assert len(await prompts(rig, chat)) == 1
 
