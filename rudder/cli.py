@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rudder.cli_agents import register as register_agent_check
+from rudder.cli_users import users_app
 from rudder.config import Settings
 
 app = typer.Typer(help="Rudder: the operating layer for agent teams.", no_args_is_help=True)
@@ -20,6 +21,7 @@ agent_app = typer.Typer(help="Manage agents.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(agent_app, name="agent")
 register_agent_check(agent_app)
+app.add_typer(users_app, name="user")
 app.add_typer(db_app, name="db")
 feishu_app = typer.Typer(help="Feishu / Lark bots of agents.", no_args_is_help=True)
 app.add_typer(feishu_app, name="feishu")

@@ -10,12 +10,13 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rudder.config import DeploymentMode
-from rudder.db.models import Agent, Conversation, Run
+from rudder.db.models import Agent, Conversation, Run, User
 from rudder.domain import agents as agents_domain
 from rudder.domain import auth, orgs
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
 from rudder.domain.errors import NotFound, Unauthorized
+from rudder.security import LoginRequired, session_registry
 from rudder.services import Services
 
 
@@ -65,10 +66,39 @@ async def current_actor(request: Request, services: ServicesDep, session: Sessio
             await session.commit()
             owner_id = services.extras["local_owner_id"] = owner.id
         return Actor(user_id=owner_id)
-    user_id = request.session.get("user_id") if "session" in request.scope else None
-    if not user_id:
-        raise Unauthorized("sign in first, or send an API token as 'Authorization: Bearer ...'")
-    return Actor(user_id=str(user_id))
+    user_id = await signed_in_user(request, services, session)
+    if user_id is None:
+        detail = "sign in first, or send an API token as 'Authorization: Bearer ...'"
+        if request.url.path == "/api" or request.url.path.startswith("/api/"):
+            raise Unauthorized(detail)
+        # A page: the browser is sent to /login, and back here (GET only) once signed in.
+        query = f"?{request.url.query}" if request.url.query else ""
+        next_path = request.url.path + query if request.method == "GET" else None
+        raise LoginRequired(detail, next_path)
+    return Actor(user_id=user_id)
+
+
+async def signed_in_user(request: Request, services: Services, session: AsyncSession) -> str | None:
+    """The user of the session cookie, if its session id is still live and the password unchanged.
+
+    The cookie alone is not enough: it is signed, not revocable, so the session id it carries must
+    still be in the registry (sign-out removes it) and the password must be the one it was
+    started with (a new password ends every older session, even one started in another process).
+    """
+    if "session" not in request.scope:
+        return None
+    sid, user_id = request.session.get("sid"), request.session.get("user_id")
+    if not isinstance(sid, str) or not isinstance(user_id, str):
+        return None
+    registry = session_registry(services)
+    entry = await registry.get(sid)
+    if entry is None or entry.user_id != user_id:
+        return None
+    user = await session.get(User, user_id)
+    if user is None or auth.password_fingerprint(user.password_hash) != entry.password_fingerprint:
+        await registry.end(sid)
+        return None
+    return user_id
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from rudder.api.deps import ActorDep, SessionDep, load_agent, require_org
-from rudder.api.schemas import AgentIn, AgentOut, AgentPatch
+from rudder.api.schemas import AgentIn, AgentOut, AgentPatch, error_responses
 from rudder.domain import agents
 
 router = APIRouter(prefix="/api")
@@ -17,7 +17,12 @@ async def list_agents(org_id: str, actor: ActorDep, session: SessionDep) -> list
     return [AgentOut.model_validate(a) for a in await agents.list_agents(session, org_id)]
 
 
-@router.post("/orgs/{org_id}/agents", response_model=AgentOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/orgs/{org_id}/agents",
+    response_model=AgentOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409),
+)
 async def create_agent(
     org_id: str, body: AgentIn, actor: ActorDep, session: SessionDep
 ) -> AgentOut:
@@ -42,7 +47,7 @@ async def get_agent(agent_id: str, actor: ActorDep, session: SessionDep) -> Agen
     return AgentOut.model_validate(await load_agent(session, actor, agent_id))
 
 
-@router.patch("/agents/{agent_id}", response_model=AgentOut)
+@router.patch("/agents/{agent_id}", response_model=AgentOut, responses=error_responses(409))
 async def patch_agent(
     agent_id: str, body: AgentPatch, actor: ActorDep, session: SessionDep
 ) -> AgentOut:

@@ -22,6 +22,7 @@ from rudder.api.deps import (
 from rudder.api.schemas import (
     ConversationIn,
     ConversationOut,
+    ErrorOut,
     ForkIn,
     MessageIn,
     MessageOut,
@@ -33,6 +34,9 @@ from rudder.live import LiveEvent, conversation_topic
 from rudder.run_views import message_view, run_view
 
 router = APIRouter(prefix="/api")
+
+# seq columns are 32-bit integers; a larger bound makes PostgreSQL fail the query (a 500).
+MAX_SEQ = 2**31 - 1
 
 KEEPALIVE_S = 15.0
 
@@ -82,7 +86,7 @@ async def list_messages(
     conversation_id: str,
     actor: ActorDep,
     session: SessionDep,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> list[MessageOut]:
     await load_conversation(session, actor, conversation_id)
@@ -94,7 +98,12 @@ async def list_messages(
     "/conversations/{conversation_id}/messages",
     response_model=MessageOut,
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "The conversation is bound to a Feishu chat (read-only here)"}},
+    responses={
+        409: {
+            "model": ErrorOut,
+            "description": "The conversation is bound to a Feishu chat (read-only here)",
+        }
+    },
 )
 async def post_message(
     conversation_id: str,
@@ -195,9 +204,9 @@ async def conversation_events(
             if replay is None:
                 yield await snapshot()
             else:
-                for item in replay:
-                    seen.add(item.id)
-                    yield _sse(item.event, item.encoded(), item.id)
+                for missed in replay:
+                    seen.add(missed.id)
+                    yield _sse(missed.event, missed.encoded(), missed.id)
             while not sub.overflowed.is_set():
                 try:
                     item: LiveEvent = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from rudder import texts
 from rudder.api.deps import ActorDep, ServicesDep, SessionDep, load_agent, require_org
+from rudder.api.schemas import TextInput, error_responses
 from rudder.db.models import Integration
 from rudder.domain.errors import Conflict, Invalid, NotFound
 from rudder.feishu import connect as connecting
@@ -20,7 +21,7 @@ from rudder.feishu.regions import Region
 router = APIRouter(prefix="/api", tags=["feishu"])
 
 
-class SetupIn(BaseModel):
+class SetupIn(TextInput):
     region: Literal["feishu", "lark"]
     reconnect: bool = False  # replace a connected bot of this agent
 
@@ -37,7 +38,7 @@ class SetupOut(BaseModel):
     finished_at: datetime | None
 
 
-class ManualIn(BaseModel):
+class ManualIn(TextInput):
     region: Literal["feishu", "lark"]
     app_id: str = Field(min_length=1, max_length=64, pattern=r"^cli_[0-9A-Za-z]+$")
     app_secret: str = Field(min_length=1, max_length=256)
@@ -118,6 +119,7 @@ async def _refuse_if_connected(session: Any, agent_id: str, reconnect: bool) -> 
     "/agents/{agent_id}/integrations/feishu/setup",
     response_model=SetupOut,
     status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409),
 )
 async def start_setup(
     agent_id: str, body: SetupIn, actor: ActorDep, session: SessionDep, services: ServicesDep
@@ -156,7 +158,11 @@ async def get_integration(
     )
 
 
-@router.post("/agents/{agent_id}/integrations/feishu/manual", response_model=IntegrationOut)
+@router.post(
+    "/agents/{agent_id}/integrations/feishu/manual",
+    response_model=IntegrationOut,
+    responses=error_responses(409),
+)
 async def connect_manually(
     agent_id: str, body: ManualIn, actor: ActorDep, session: SessionDep, services: ServicesDep
 ) -> IntegrationOut:

@@ -89,6 +89,7 @@ async def webhook(integration_id: str, request: Request, services: ServicesDep) 
         if integration is None or integration.status == "disconnected":
             log.info("webhook for unknown integration %s refused", integration_id)
             raise NotFound("unknown integration")
+        app_id = integration.app_id
         keys = {}
         for name, secret_id in (
             ("encrypt_key", integration.encrypt_key_secret_id),
@@ -128,6 +129,15 @@ async def webhook(integration_id: str, request: Request, services: ServicesDep) 
     except EventError as exc:
         log.warning("webhook for integration %s: unreadable event acked: %s", integration_id, exc)
         return JSONResponse({"msg": "ignored"})
+    if event.app_id and event.app_id != app_id:
+        # Signed with this endpoint's key but naming another app: not this bot's event.
+        log.warning(
+            "webhook for integration %s refused (401): event names app %s, not %s",
+            integration_id,
+            event.app_id,
+            app_id,
+        )
+        return JSONResponse({"error": "refused", "detail": "not authentic"}, status_code=401)
     try:
         await pipeline(services).receive(integration_id, event)
     except Exception:

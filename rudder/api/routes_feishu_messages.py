@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 
 from rudder.api.deps import ActorDep, ServicesDep, SessionDep, load_agent, load_conversation
+from rudder.api.schemas import TextInput
 from rudder.db.models import Integration
 from rudder.domain.errors import Invalid, NotFound
 from rudder.feishu import outbound
@@ -20,7 +21,20 @@ router = APIRouter(prefix="/api", tags=["feishu"])
 _NOT_THIS_BOTS_CHAT = frozenset({230002, 230001, 232009})
 
 
-class MessageIn(BaseModel):
+class MessageIn(TextInput):
+    # The "exactly one target" rule below, stated in the schema too, so clients see it.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["chat_id"], "properties": {"chat_id": {"type": "string"}}},
+                {
+                    "required": ["conversation_id"],
+                    "properties": {"conversation_id": {"type": "string"}},
+                },
+            ]
+        }
+    )
+
     chat_id: str | None = Field(default=None, min_length=1, max_length=100)
     conversation_id: str | None = Field(default=None, min_length=1, max_length=32)
     text: str = Field(min_length=1, max_length=2_000_000)
@@ -44,7 +58,14 @@ class MessageOut(BaseModel):
     error: str | None
 
 
-@router.post("/agents/{agent_id}/integrations/feishu/messages", response_model=MessageOut)
+@router.post(
+    "/agents/{agent_id}/integrations/feishu/messages",
+    response_model=MessageOut,
+    responses={
+        202: {"model": MessageOut, "description": "Accepted; the outbox keeps trying"},
+        502: {"model": MessageOut, "description": "Feishu refused or failed the message"},
+    },
+)
 async def post_message(
     agent_id: str,
     body: MessageIn,

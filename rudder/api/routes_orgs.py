@@ -7,7 +7,16 @@ from sqlalchemy import select
 
 from rudder import __version__
 from rudder.api.deps import ActorDep, ServicesDep, SessionDep, require_org
-from rudder.api.schemas import HealthOut, MemberIn, MemberOut, OrgIn, OrgOut, SecretIn, SecretOut
+from rudder.api.schemas import (
+    HealthOut,
+    MemberIn,
+    MemberOut,
+    OrgIn,
+    OrgOut,
+    SecretIn,
+    SecretOut,
+    error_responses,
+)
 from rudder.db.models import Secret, User
 from rudder.domain import activity, orgs, secret_store
 from rudder.domain.errors import Forbidden
@@ -31,7 +40,12 @@ async def list_orgs(actor: ActorDep, session: SessionDep) -> list[OrgOut]:
     return [OrgOut.model_validate(o) for o in await orgs.user_orgs(session, actor.user_id)]
 
 
-@router.post("/orgs", response_model=OrgOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/orgs",
+    response_model=OrgOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(403),
+)
 async def create_org(body: OrgIn, actor: ActorDep, session: SessionDep) -> OrgOut:
     if actor.user_id is None:
         raise Forbidden("only a member can create organizations")
@@ -69,7 +83,10 @@ async def _require_admin(session: SessionDep, actor: ActorDep, org_id: str) -> N
 
 
 @router.post(
-    "/orgs/{org_id}/members", response_model=MemberOut, status_code=status.HTTP_201_CREATED
+    "/orgs/{org_id}/members",
+    response_model=MemberOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(403, 409),
 )
 async def add_member(
     org_id: str, body: MemberIn, actor: ActorDep, session: SessionDep
@@ -92,7 +109,7 @@ async def list_secrets(org_id: str, actor: ActorDep, session: SessionDep) -> lis
     return [SecretOut(id=r.id, name=r.name, updated_at=r.updated_at) for r in rows]
 
 
-@router.put("/orgs/{org_id}/secrets", response_model=SecretOut)
+@router.put("/orgs/{org_id}/secrets", response_model=SecretOut, responses=error_responses(403))
 async def put_secret(
     org_id: str, body: SecretIn, actor: ActorDep, session: SessionDep, services: ServicesDep
 ) -> SecretOut:

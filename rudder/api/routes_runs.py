@@ -14,6 +14,9 @@ from rudder.db.models import Run, RunEventRow
 
 router = APIRouter(prefix="/api")
 
+# seq columns are 32-bit integers; a larger bound makes PostgreSQL fail the query (a 500).
+MAX_SEQ = 2**31 - 1
+
 
 @router.get("/runs/{run_id}", response_model=RunOut)
 async def get_run(run_id: str, actor: ActorDep, session: SessionDep) -> RunOut:
@@ -22,7 +25,10 @@ async def get_run(run_id: str, actor: ActorDep, session: SessionDep) -> RunOut:
 
 @router.get("/runs/{run_id}/events", response_model=list[RunEventOut])
 async def run_events(
-    run_id: str, actor: ActorDep, session: SessionDep, after_seq: Annotated[int, Query(ge=0)] = 0
+    run_id: str,
+    actor: ActorDep,
+    session: SessionDep,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
 ) -> list[RunEventOut]:
     await load_run(session, actor, run_id)
     rows = await session.scalars(

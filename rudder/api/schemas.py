@@ -5,14 +5,41 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Model(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class Input(BaseModel):
+def _reject_nul(value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key)
+            _reject_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _reject_nul(item)
+
+
+class TextInput(BaseModel):
+    """A request body whose text ends up in the database.
+
+    PostgreSQL cannot store U+0000 in text or jsonb, so a NUL would fail at the INSERT (a 500);
+    it is refused here as invalid input on both databases alike.
+    """
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        _reject_nul(value)
+        return value
+
+
+class Input(TextInput):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -65,6 +92,14 @@ class AgentPatch(Input):
     title: str | None = Field(default=None, max_length=200)
     instructions: str | None = Field(default=None, max_length=100_000)
     status: Literal["active", "paused"] | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required_columns(self) -> AgentPatch:
+        # Leaving a field out keeps its value; null would clear a column that must have one.
+        for name in ("name", "runtime_type", "runtime_config", "role", "status"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name}: must not be null (leave it out to keep it)")
+        return self
 
 
 class AgentOut(Model):
@@ -167,3 +202,31 @@ class SecretOut(BaseModel):
     id: str
     name: str
     updated_at: datetime | None
+
+
+class FieldErrorOut(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error body (`rudder.api.errors`); `fields` only on 422 validation errors."""
+
+    error: str
+    detail: str
+    fields: list[FieldErrorOut] | None = None
+
+
+_ERROR_TEXT = {
+    400: "Malformed request",
+    401: "No valid session or API token",
+    403: "Not allowed for this member or token",
+    404: "Unknown id, or one of another organization",
+    409: "Conflicts with the current state",
+    422: "Invalid input",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the error statuses a route can answer."""
+    return {s: {"model": ErrorOut, "description": _ERROR_TEXT[s]} for s in statuses}

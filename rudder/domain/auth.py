@@ -1,9 +1,10 @@
-"""Passwords (argon2id) and API tokens (only their SHA-256 is stored)."""
+"""Passwords (argon2id), signing in, and API tokens (only their SHA-256 is stored)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -11,8 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rudder.db.models import ApiToken, User, utcnow
+from rudder.domain.errors import NotFound
 
 TOKEN_PREFIX = "rdr_"
+MIN_PASSWORD_LENGTH = 8
 _hasher = PasswordHasher()
 
 
@@ -27,6 +30,37 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def authenticate(session: AsyncSession, email: str, password: str) -> User | None:
+    """The user whose email and password these are, or None.
+
+    An unknown email (or a user without a password) still pays for one argon2 verification, so
+    the answer takes about as long as a wrong password and does not tell which emails exist.
+    """
+    user = await session.scalar(select(User).where(User.email == normalize_email(email)))
+    if user is None or not user.password_hash:
+        verify_password(_dummy_hash(), password)
+        return None
+    if not verify_password(user.password_hash, password):
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+def password_fingerprint(password_hash: str | None) -> str:
+    """Changes whenever the password does; sessions remember it so a new password ends them."""
+    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
 
 
 def token_hash(token: str) -> str:
@@ -61,3 +95,25 @@ async def resolve_token(session: AsyncSession, token: str) -> tuple[ApiToken, Us
     row.last_used_at = utcnow()
     user = await session.get(User, row.user_id) if row.user_id else None
     return row, user
+
+
+async def list_tokens(
+    session: AsyncSession, org_id: str, *, user_id: str | None = None
+) -> list[ApiToken]:
+    """The organization's tokens, newest first; only `user_id`'s own when it is given."""
+    query = select(ApiToken).where(ApiToken.org_id == org_id)
+    if user_id is not None:
+        query = query.where(ApiToken.user_id == user_id)
+    return list(await session.scalars(query.order_by(ApiToken.created_at.desc())))
+
+
+async def get_token(session: AsyncSession, token_id: str) -> ApiToken:
+    row = await session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound("API token not found")
+    return row
+
+
+def revoke_token(row: ApiToken) -> None:
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()

@@ -188,7 +188,7 @@ def _text_of_post(data: dict[str, Any], keys: dict[str, str]) -> _Body:
 def _text_of(message_type: str, content: str, mentions: list[Mention]) -> _Body:
     try:
         data = json.loads(content) if content else {}
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # absurdly nested content is not text
         return _Body(None)
     if not isinstance(data, dict):
         return _Body(None)
@@ -218,6 +218,8 @@ def parse_event(payload: bytes | dict[str, Any]) -> InboundEvent:
         data = json.loads(payload) if isinstance(payload, bytes | bytearray) else payload
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EventError(f"event is not JSON: {exc}") from None
+    except RecursionError:
+        raise EventError("event JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise EventError("event is not a JSON object")
     try:

@@ -28,6 +28,7 @@ __all__ = [
     "HEADER_SUM",
     "HEADER_TRACE_ID",
     "HEADER_TYPE",
+    "MAX_FRAGMENTS",
     "FragmentAssembler",
     "Frame",
     "FrameDecodeError",
@@ -50,6 +51,10 @@ HEADER_HANDSHAKE_MSG = "handshake-msg"
 HEADER_HANDSHAKE_AUTH_ERRCODE = "handshake-autherrcode"
 
 _UINT64_MAX = 2**64 - 1
+# Upper bound on the parts of one fragmented payload. ``sum`` comes off the wire and sizes the
+# slot list up front, so without a bound one frame saying sum=10**9 costs gigabytes. Feishu
+# splits only payloads over its frame limit into a handful of parts; this leaves ample room.
+MAX_FRAGMENTS = 1024
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
 
@@ -225,6 +230,8 @@ class FragmentAssembler:
         payload = frame.payload or b""
         if total <= 1:
             return payload
+        if total > MAX_FRAGMENTS:
+            raise FrameDecodeError(f"fragment sum {total} is over the limit of {MAX_FRAGMENTS}")
         seq = _int_header(frame, HEADER_SEQ, default=0)
         if not 0 <= seq < total:
             raise FrameDecodeError(f"fragment seq {seq} outside 0..{total - 1}")

@@ -322,7 +322,13 @@ class LongConnection:
     def _apply_pong(self, payload: bytes) -> None:
         try:
             raw = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError) as exc:
+            # RecursionError: a pong of nested brackets would otherwise end the whole connection.
+            log.warning(
+                "feishu long connection %s: pong payload ignored: %s",
+                self.app_id,
+                type(exc).__name__,
+            )
             return
         if isinstance(raw, dict):
             self._config = self._timings.apply(self._config.merged(raw))

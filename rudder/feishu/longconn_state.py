@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 __all__ = [
     "ACK_FAILED",
     "ACK_OK",
+    "MIN_PING_INTERVAL_S",
     "AckResult",
     "ClientConfig",
     "ConnectionState",
@@ -18,6 +20,10 @@ __all__ = [
     "Timings",
     "check_transition",
 ]
+
+
+# Feishu sends 120 s; the sandbox goes as low as 0.2 s in tests. Below this it is a spin.
+MIN_PING_INTERVAL_S = 0.1
 
 
 class ConnectionStatus(enum.StrEnum):
@@ -93,10 +99,17 @@ class ClientConfig:
             ("PingInterval", "ping_interval"),
         ):
             value = raw.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            # isfinite: JSON's 1e999 parses as infinity, and an infinite ping interval would
+            # switch the stale-socket watchdog off for good.
+            if (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and value >= 0
+            ):
                 changes[attr] = float(value)
-        # A zero ping interval would mean a busy loop; keep the previous one.
-        if changes.get("ping_interval") == 0.0:
+        # A zero or near-zero ping interval would mean a busy ping loop; keep the previous one.
+        if changes.get("ping_interval", MIN_PING_INTERVAL_S) < MIN_PING_INTERVAL_S:
             del changes["ping_interval"]
         return replace(self, **changes) if changes else self
 

@@ -210,7 +210,9 @@ def _looks_like_event(body: dict[str, Any]) -> bool:
 def _json_object(raw: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a body of a few thousand nested brackets (well under the size cap)
+        # exhausts the parser's stack; it is malformed input, not a server fault.
         return None
     return value if isinstance(value, dict) else None
 

@@ -5,11 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.staticfiles import StaticFiles
 
-from rudder.web import pages_agents, pages_integrations, pages_messenger, pages_org
+from rudder.web import (
+    pages_agents,
+    pages_auth,
+    pages_integrations,
+    pages_messenger,
+    pages_org,
+)
 from rudder.web.templating import HERE
 
 router = APIRouter(include_in_schema=False)
 router.mount("/static", StaticFiles(directory=HERE / "static"), name="web-static")
+router.include_router(pages_auth.router)
 router.include_router(pages_agents.router)
 router.include_router(pages_integrations.router)
 router.include_router(pages_messenger.router)

@@ -1,0 +1,88 @@
+"""`rudder user create|set-password|list` against the same database the server uses."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner, Result
+
+from rudder.cli_users import users_app
+from rudder.config import Settings
+from tests.auth.conftest import login
+
+
+async def rudder_user(settings: Settings, tmp_path: Path, *args: str, stdin: str = "") -> Result:
+    env = {
+        "RUDDER_HOME": str(tmp_path / "cli-home"),
+        "DATABASE_URL": settings.effective_database_url,
+        "RUDDER_SECRETS_KEY": settings.secrets_key.get_secret_value()
+        if settings.secrets_key
+        else "",
+    }
+    runner = CliRunner()
+    # The command runs its own event loop, so it gets a thread of its own.
+    return await asyncio.to_thread(runner.invoke, users_app, list(args), input=stdin, env=env)
+
+
+async def test_create_a_user_who_can_then_sign_in(
+    client: httpx.AsyncClient, settings: Settings, tmp_path: Path
+) -> None:
+    created = await rudder_user(
+        settings,
+        tmp_path,
+        "create",
+        "Carol@Example.com",
+        "--name",
+        "Carol",
+        "--password-stdin",
+        "--org",
+        "my-organization",
+        "--role",
+        "admin",
+        stdin="a long enough password\n",
+    )
+    assert created.exit_code == 0, created.output
+    r = await login(client, "carol@example.com", "a long enough password")
+    assert r.status_code == 200, r.text
+    assert [o["role"] for o in r.json()["orgs"]] == ["admin"]
+
+    again = await rudder_user(
+        settings, tmp_path, "create", "carol@example.com", "--name", "C", "--password", "x" * 10
+    )
+    assert again.exit_code == 1 and "set-password" in again.output
+
+    listed = await rudder_user(settings, tmp_path, "list")
+    assert "carol@example.com" in listed.output and "my-organization (admin)" in listed.output
+
+    short = await rudder_user(
+        settings, tmp_path, "set-password", "carol@example.com", "--password", "short"
+    )
+    assert short.exit_code == 2
+    changed = await rudder_user(
+        settings, tmp_path, "set-password", "carol@example.com", "--password", "another password!"
+    )
+    assert changed.exit_code == 0, changed.output
+    # The session started with the old password has ended; only the new password works.
+    assert (await client.get("/api/auth/me")).status_code == 401
+    assert (await login(client, "carol@example.com", "a long enough password")).status_code == 401
+    assert (await login(client, "carol@example.com", "another password!")).status_code == 200
+
+    missing = await rudder_user(
+        settings, tmp_path, "set-password", "nobody@example.com", "--password", "whatever123"
+    )
+    assert missing.exit_code == 1 and "No user" in missing.output
+    no_org = await rudder_user(
+        settings,
+        tmp_path,
+        "create",
+        "d@example.com",
+        "--name",
+        "D",
+        "--password",
+        "x" * 10,
+        "--org",
+        "no-such-org",
+    )
+    assert no_org.exit_code == 1 and "No organization" in no_org.output
