@@ -1,37 +1,39 @@
 """The inbound pipeline: record first, ack, then route (ARCHITECTURE §5).
 
-`receive` is what both transports call. It writes the event to `inbound_events` and commits
-before returning, so the ack Feishu gets always means "durably recorded"; no agent work happens
-before the ack. Processing then runs per chat, in order. `/stop` skips the chat's queue so it is
-never stuck behind the run it should stop. Events recorded but not processed when the process
-died are processed on the next start.
+`receive` is what both transports call. It hands the event to the inbox writer, which commits it
+(grouped with whatever else arrived meanwhile) before `receive` returns, so the ack Feishu gets
+always means "durably recorded"; no agent work happens before the ack. Processing then runs per
+chat, in order, with at most `PROCESS_PER_BOT` chats of one bot in flight at once. `/stop` skips
+the chat's queue so it is never stuck behind the run it should stop. Events recorded but not
+processed when the process died are processed on the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
+import os
+import signal
 import time
-from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from rudder.db.models import InboundEvent as InboundRow
-from rudder.db.models import Integration, new_id, utcnow
+from rudder.db.models import Message, new_id, utcnow
 from rudder.feishu.events import InboundEvent, parse_event
+from rudder.feishu.inbox_writer import InboxWriter, Received
 from rudder.services import Services
+
+__all__ = ["CRASH_AFTER_RECORD_ENV", "InboundPipeline", "Received", "is_stop", "pipeline"]
 
 log = logging.getLogger(__name__)
 
 WORKER_IDLE_S = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    row_id: str | None
-    duplicate: bool
+# A bot with many busy chats must not starve the others of database and runtime capacity.
+PROCESS_PER_BOT = 8
+# Test hook, read once at start-up: kill the process (SIGKILL, no cleanup) right after an event
+# is committed and before it is acked, to prove a re-push is then recognised as a duplicate.
+CRASH_AFTER_RECORD_ENV = "RUDDER_TEST_CRASH_AFTER_RECORD"
 
 
 def is_stop(event: InboundEvent) -> bool:
@@ -45,77 +47,56 @@ def is_stop(event: InboundEvent) -> bool:
 class InboundPipeline:
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.writer = InboxWriter(services.sessions, services.engine.dialect.name)
         self._queues: dict[str, asyncio.Queue[str]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._bots: dict[str, asyncio.Semaphore] = {}
         self._side: set[asyncio.Task[None]] = set()
         self._closed = False
         self._inflight = 0
+        self._crash_after_record = os.environ.get(CRASH_AFTER_RECORD_ENV) == "1"
 
     async def receive(self, integration_id: str, event: InboundEvent) -> Received:
         """Record the event durably (raises if that fails, so the transport NACKs)."""
         msg = event.message
-        row = InboundRow(
-            id=new_id(),
-            integration_id=integration_id,
-            app_id=event.app_id or "?",
-            event_id=event.event_id,
-            event_type=event.event_type,
-            message_id=msg.message_id if msg else None,
-            chat_id=msg.chat_id if msg else None,
-            chat_type=msg.chat_type if msg else None,
-            sender_open_id=msg.sender_open_id if msg else None,
-            payload=event.payload,
-            received_at=utcnow(),
+        row_id = new_id()
+        now = utcnow()
+        received = await self.writer.record(
+            {
+                "id": row_id,
+                "created_at": now,
+                "integration_id": integration_id,
+                "app_id": event.app_id or "?",
+                "event_id": event.event_id,
+                "event_type": event.event_type,
+                "message_id": msg.message_id if msg else None,
+                "chat_id": msg.chat_id if msg else None,
+                "chat_type": msg.chat_type if msg else None,
+                "sender_open_id": msg.sender_open_id if msg else None,
+                "payload": event.payload,
+                "received_at": now,
+                "outcome": "received",
+                "reason": None,
+            }
         )
-        try:
-            async with self.services.sessions() as session, session.begin():
-                session.add(row)
-        except IntegrityError:
+        if self._crash_after_record:
+            log.warning("%s=1: killing the process between record and ack", CRASH_AFTER_RECORD_ENV)
+            os.kill(os.getpid(), signal.SIGKILL)
+        if received.duplicate or received.refused:
             # At-least-once delivery: Feishu may push the same event again (reference §7.5).
-            await self._record_duplicate(integration_id, event)
-            return Received(None, True)
-        async with self.services.sessions() as session, session.begin():
-            integration = await session.get(Integration, integration_id)
-            if integration is not None:
-                integration.last_event_at = row.received_at
-        self.schedule(row.id, msg.chat_id if msg else f"event:{row.id}", urgent=is_stop(event))
-        return Received(row.id, False)
+            return received
+        chat = f"{integration_id}:{msg.chat_id}" if msg else f"event:{row_id}"
+        self.schedule(row_id, chat, integration_id, urgent=is_stop(event))
+        return received
 
     async def receive_raw(self, integration_id: str, payload: bytes) -> Received:
         return await self.receive(integration_id, parse_event(payload))
 
-    async def _record_duplicate(self, integration_id: str, event: InboundEvent) -> None:
-        async with self.services.sessions() as session, session.begin():
-            first = await session.scalar(
-                select(InboundRow).where(
-                    InboundRow.app_id == (event.app_id or "?"),
-                    InboundRow.event_id == event.event_id,
-                )
-            )
-            # Keep a trace of the re-push under a derived id; the unique key stays on the original.
-            suffix = hashlib.sha256(f"{time.time_ns()}".encode()).hexdigest()[:8]
-            session.add(
-                InboundRow(
-                    integration_id=integration_id,
-                    app_id=event.app_id or "?",
-                    event_id=f"{event.event_id}#dup-{suffix}",
-                    event_type=event.event_type,
-                    message_id=event.message.message_id if event.message else None,
-                    chat_id=event.message.chat_id if event.message else None,
-                    chat_type=event.message.chat_type if event.message else None,
-                    sender_open_id=event.message.sender_open_id if event.message else None,
-                    payload={},
-                    received_at=utcnow(),
-                    outcome="duplicate",
-                    reason=f"already received at {first.received_at.isoformat()}"
-                    if first
-                    else "already received",
-                )
-            )
-
     # -- scheduling ----------------------------------------------------------------------------
 
-    def schedule(self, row_id: str, chat_key: str, *, urgent: bool = False) -> None:
+    def schedule(
+        self, row_id: str, chat_key: str, integration_id: str, *, urgent: bool = False
+    ) -> None:
         if self._closed:
             return
         if urgent:
@@ -127,11 +108,14 @@ class InboundPipeline:
         queue.put_nowait(row_id)
         worker = self._workers.get(chat_key)
         if worker is None or worker.done():
+            bot = self._bots.setdefault(integration_id, asyncio.Semaphore(PROCESS_PER_BOT))
             self._workers[chat_key] = asyncio.create_task(
-                self._worker(chat_key, queue), name=f"inbound:{chat_key}"
+                self._worker(chat_key, queue, bot), name=f"inbound:{chat_key}"
             )
 
-    async def _worker(self, chat_key: str, queue: asyncio.Queue[str]) -> None:
+    async def _worker(
+        self, chat_key: str, queue: asyncio.Queue[str], bot: asyncio.Semaphore
+    ) -> None:
         try:
             while True:
                 try:
@@ -140,7 +124,8 @@ class InboundPipeline:
                     if queue.empty():
                         return
                     continue
-                await self._process(row_id)
+                async with bot:
+                    await self._process(row_id)
         finally:
             if self._workers.get(chat_key) is asyncio.current_task():
                 self._workers.pop(chat_key, None)
@@ -152,28 +137,52 @@ class InboundPipeline:
 
         self._inflight += 1
         try:
-            outcome, reason = await route(self.services, row_id)
-        except Exception as exc:
-            log.exception("inbound event %s failed", row_id)
-            outcome, reason = "failed", f"{type(exc).__name__}: {exc}"
-        async with self.services.sessions() as session, session.begin():
-            row = await session.get(InboundRow, row_id)
-            if row is not None:
-                row.outcome, row.reason = outcome, reason
-        self._inflight -= 1
+            try:
+                outcome, reason = await route(self.services, row_id)
+            except Exception as exc:
+                log.exception("inbound event %s failed", row_id)
+                outcome, reason = "failed", f"{type(exc).__name__}: {exc}"
+            await self.writer.set_outcome(row_id, outcome, reason)
+        finally:
+            self._inflight -= 1
 
     async def recover(self) -> None:
-        """Events recorded (and acked) but never processed: a crash between ack and routing."""
+        """Events recorded (and acked) but never finished: the process died before routing ended.
+
+        A message whose user message was already posted (the process died between posting and
+        writing the outcome) is marked processed instead of being routed a second time.
+        """
         async with self.services.sessions() as session:
             rows = (
                 await session.execute(
-                    select(InboundRow.id, InboundRow.chat_id)
+                    select(
+                        InboundRow.id,
+                        InboundRow.integration_id,
+                        InboundRow.chat_id,
+                        InboundRow.message_id,
+                    )
                     .where(InboundRow.outcome == "received")
                     .order_by(InboundRow.received_at)
                 )
             ).all()
-        for row_id, chat_id in rows:
-            self.schedule(row_id, chat_id or f"event:{row_id}")
+            message_ids = [r.message_id for r in rows if r.message_id]
+            posted = set(
+                await session.scalars(
+                    select(Message.external_message_id).where(
+                        Message.external_message_id.in_(message_ids)
+                    )
+                )
+                if message_ids
+                else []
+            )
+        for row_id, integration_id, chat_id, message_id in rows:
+            if message_id in posted:
+                await self.writer.set_outcome(
+                    row_id, "processed", "message was posted before a restart"
+                )
+                continue
+            chat = f"{integration_id}:{chat_id}" if chat_id else f"event:{row_id}"
+            self.schedule(row_id, chat, integration_id)
 
     async def wait_idle(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -189,6 +198,7 @@ class InboundPipeline:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        await self.writer.close()
 
 
 def pipeline(services: Services) -> InboundPipeline:
