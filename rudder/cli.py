@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rudder import cli_scale
 from rudder.cli_agents import register as register_agent_check
 from rudder.cli_users import users_app
 from rudder.config import Settings
@@ -22,6 +23,8 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(agent_app, name="agent")
 register_agent_check(agent_app)
 app.add_typer(users_app, name="user")
+app.command()(cli_scale.worker)
+app.command()(cli_scale.status)
 app.add_typer(db_app, name="db")
 feishu_app = typer.Typer(help="Feishu / Lark bots of agents.", no_args_is_help=True)
 app.add_typer(feishu_app, name="feishu")
@@ -47,7 +50,13 @@ async def _migrate(settings: Settings) -> None:
         pending = await migrate.pending_migrations(engine)
         if pending:
             with console.status(f"Applying {len(pending)} database migration(s)…"):
-                await migrate.upgrade(engine)
+                if settings.is_sqlite:
+                    await migrate.upgrade(engine)
+                else:
+                    # Several instances may start at once on one database: serialise them.
+                    from rudder.scale.schema import upgrade_serialized
+
+                    await upgrade_serialized(engine)
             console.print(f"[green]✓[/] database migrated ({len(pending)} step(s))")
         else:
             console.print("[green]✓[/] database is up to date")

@@ -2,6 +2,9 @@
 
 Event ids are `<epoch>-<n>`: the epoch changes each time the process starts, so a browser that
 reconnects with an id from an earlier process gets a fresh snapshot instead of a wrong replay.
+
+With PostgreSQL several processes serve one deployment: `forward` then carries every local
+publish to the others (LISTEN/NOTIFY, `rudder.scale.fanout`), which `deliver` locally.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import itertools
 import json
 import secrets
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -54,8 +57,16 @@ class LiveHub:
             lambda: deque(maxlen=REPLAY_BUFFER)
         )
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self.forward: Callable[[str, str, dict[str, Any]], None] | None = None
 
     def publish(self, topic: str, event: str, data: dict[str, Any]) -> LiveEvent:
+        item = self.deliver(topic, event, data)
+        if self.forward is not None:
+            self.forward(topic, event, data)
+        return item
+
+    def deliver(self, topic: str, event: str, data: dict[str, Any]) -> LiveEvent:
+        """Publish to this process's subscribers only (events that came from another process)."""
         item = LiveEvent(f"{self.epoch}-{next(self._counter)}", event, data)
         self._buffers[topic].append(item)
         for sub in list(self._subscribers.get(topic, ())):

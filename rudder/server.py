@@ -8,6 +8,8 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
 
 import httpx
 import uvicorn
@@ -32,15 +34,29 @@ ServicesHook = Callable[[Services], None]
 async def start_services(settings: Settings) -> Services:
     settings.home_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.effective_database_url)
-    await migrate.upgrade(engine)
     sessions = session_factory(engine)
+    node = None
+    if settings.is_sqlite:
+        await migrate.upgrade(engine)
+    else:
+        from rudder.scale.schema import upgrade_serialized
+
+        await upgrade_serialized(engine)
     async with sessions() as session, session.begin():
         await orgs.bootstrap(session)
     box = load_secret_box(
         settings.home_dir, settings.secrets_key.get_secret_value() if settings.secrets_key else None
     )
     live = LiveHub()
-    runs = InProcessRunQueue(sessions, live, box)
+    runs: InProcessRunQueue
+    if settings.is_sqlite:
+        runs = InProcessRunQueue(sessions, live, box)
+    else:
+        # PostgreSQL: several instances and workers share bots, runs and live updates.
+        from rudder.scale import node as scale_node
+
+        node = scale_node.create(settings, sessions, live, box)
+        runs = node.runs
     # One pooled client for every outgoing call (Feishu, Lark, the sandbox). No env proxies:
     # Feishu traffic must not silently detour through a developer's HTTP_PROXY.
     http = httpx.AsyncClient(
@@ -57,6 +73,9 @@ async def start_services(settings: Settings) -> Services:
         runs=runs,
         http=http,
     )
+    if node is not None:
+        node.attach(services, serve_bots=True)
+        await node.open()
     from rudder.feishu import outbound as feishu_outbound
 
     # Before runs are recovered, so re-queued Feishu runs are watched from their first token.
@@ -69,10 +88,66 @@ async def start_services(settings: Settings) -> Services:
     from rudder.feishu.supervisor import Supervisor
 
     inbound = pipeline(services)
-    supervisor = services.extras["feishu_supervisor"] = Supervisor(services, inbound)
+    gate = node.coordinator if node is not None else None
+    supervisor = services.extras["feishu_supervisor"] = Supervisor(services, inbound, gate=gate)
     await supervisor.start()
-    await inbound.recover()
+    if node is None or gate is None:
+        await inbound.recover()
+        return services
+    cold = await node.join(sessions)
+    await gate.start(supervisor, partial(_recover_bot_events, services), cold=cold)
+    if cold:
+        # Nobody else is alive to be routing these; with peers alive, a takeover recovers
+        # the events of the bots it takes from a dead instance instead.
+        await inbound.recover()
+    await node.runs.start_worker(node.config.instance_runs, name=f"instance-{node.instance_id}")
     return services
+
+
+async def _recover_bot_events(services: Services, integration_id: str) -> None:
+    """Events of one bot recorded (and acked) but never finished: its holder died.
+
+    As in `InboundPipeline.recover`: a message already posted (outcomes are written in
+    batches, so the holder may have died before writing it) is not routed a second time.
+    """
+    from sqlalchemy import select
+
+    from rudder.db.models import InboundEvent as InboundRow
+    from rudder.db.models import Message
+    from rudder.feishu.inbound import pipeline
+
+    async with services.sessions() as session:
+        rows = (
+            await session.execute(
+                select(InboundRow.id, InboundRow.chat_id, InboundRow.message_id)
+                .where(
+                    InboundRow.integration_id == integration_id, InboundRow.outcome == "received"
+                )
+                .order_by(InboundRow.received_at)
+            )
+        ).all()
+        message_ids = [r.message_id for r in rows if r.message_id]
+        posted = (
+            set(
+                await session.scalars(
+                    select(Message.external_message_id).where(
+                        Message.external_message_id.in_(message_ids)
+                    )
+                )
+            )
+            if message_ids
+            else set()
+        )
+    inbound = pipeline(services)
+    for row_id, chat_id, message_id in rows:
+        if message_id in posted:
+            await inbound.writer.set_outcome(
+                row_id, "processed", "message was posted before its instance died"
+            )
+            continue
+        # The same chat key as the pipeline's own, so they queue behind that chat's events.
+        chat = f"{integration_id}:{chat_id}" if chat_id else f"event:{row_id}"
+        inbound.schedule(row_id, chat, integration_id)
 
 
 async def stop_services(services: Services) -> None:
@@ -80,6 +155,13 @@ async def stop_services(services: Services) -> None:
     from rudder.feishu.inbound import pipeline
     from rudder.feishu.supervisor import supervisor
 
+    node = None
+    if not services.settings.is_sqlite:
+        from rudder.scale.node import node_of
+
+        node = node_of(services)
+    if node is not None:
+        await node.close_bots()
     sup = supervisor(services)
     if sup is not None:
         await sup.close()
@@ -89,6 +171,8 @@ async def stop_services(services: Services) -> None:
 
     await feishu_outbound.shutdown(services)
     await services.runs.close()
+    if node is not None:
+        await node.close()
     await services.http.aclose()
     await services.engine.dispose()
 
@@ -121,7 +205,11 @@ def create_app(
         else _session_secret(settings)
     )
     app.add_middleware(
-        SessionMiddleware, secret_key=session_secret, same_site="lax", https_only=False
+        SessionMiddleware,
+        secret_key=session_secret,
+        same_site="lax",
+        # Behind HTTPS the session cookie is marked Secure.
+        https_only=settings.effective_public_url.startswith("https://"),
     )
 
     from rudder.api import (
@@ -137,6 +225,11 @@ def create_app(
     from rudder.web import routes as web_routes
 
     errors.install(app)
+    from rudder import security
+    from rudder.api import routes_auth
+
+    security.install(app, settings)  # CSRF (origin) checks and the sign-in redirect for pages
+    app.include_router(routes_auth.router)
     app.include_router(routes_orgs.router)
     app.include_router(routes_agents.router)
     app.include_router(routes_conversations.router)
@@ -166,7 +259,7 @@ class RunningServer:
     """Serve an ASGI app on a real socket (port 0 picks a free one) until the context exits."""
 
     def __init__(
-        self, app: object, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
     ) -> None:
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -4,6 +4,10 @@ Starts a connection when an integration becomes connected (and at start-up for t
 connected), stops it on disconnect, and keeps each bot's connection state for the API. A
 connection that fails for good (bad credentials, too many connections) puts the integration in
 `error` with the readable reason.
+
+With PostgreSQL several instances share the bots: a `LeaseGate` (`rudder.scale.coordinator`)
+then decides which bots this process connects, and an event is acked only while this
+process's lease on the bot is still good.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -36,19 +40,32 @@ from rudder.services import Services
 log = logging.getLogger(__name__)
 
 
+class LeaseGate(Protocol):
+    def may_ack(self, integration_id: str) -> bool: ...
+
+    async def changed(self, integration_id: str) -> None: ...
+
+
 class Supervisor:
     def __init__(
-        self, services: Services, pipeline: InboundPipeline, timings: Timings | None = None
+        self,
+        services: Services,
+        pipeline: InboundPipeline,
+        timings: Timings | None = None,
+        gate: LeaseGate | None = None,
     ) -> None:
         self.services = services
         self.pipeline = pipeline
         self.timings = timings
+        self.gate = gate
         self._connections: dict[str, LongConnection] = {}
         self._tasks: dict[str, asyncio.Task[Any]] = {}
 
     async def start(self) -> None:
         connecting.listeners(self.services).append(self._on_integration)
         self.services.extras["feishu_connection_state"] = self.state_of
+        if self.gate is not None:
+            return  # the gate connects the bots whose leases this process holds
         async with self.services.sessions() as session:
             ids = list(
                 await session.scalars(
@@ -66,12 +83,18 @@ class Supervisor:
             *(self.stop(i) for i in list(self._connections)), return_exceptions=True
         )
 
+    def has(self, integration_id: str) -> bool:
+        return integration_id in self._connections
+
     def state_of(self, integration_id: str) -> dict[str, Any] | None:
         conn = self._connections.get(integration_id)
         return asdict(conn.state) if conn is not None else None
 
     async def _on_integration(self, event: str, integration_id: str) -> None:
         forget(self.services, integration_id)
+        if self.gate is not None:
+            await self.gate.changed(integration_id)
+            return
         await self.stop(integration_id)
         if event == "connected":
             await self.ensure(integration_id)
@@ -89,7 +112,12 @@ class Supervisor:
             return
         secret = await connecting.app_secret(self.services, integration)
 
+        gate = self.gate
+
         async def on_event(payload: bytes) -> AckResult:
+            if gate is not None and not gate.may_ack(integration_id):
+                # Our lease is lapsing: Feishu pushes it again, to the bot's next holder.
+                return ACK_FAILED
             try:
                 await self.pipeline.receive_raw(integration_id, payload)
             except EventError as exc:
