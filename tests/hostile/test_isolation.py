@@ -81,6 +81,8 @@ async def _world(rig: FeishuRig) -> World:
         json={"integration_id": r.json()["id"], "open_id": "ou_owner", "user_id": owner["user_id"]},
     )
     assert binding.status_code == 200, binding.text
+    token = await rig.client.post(f"/api/orgs/{org['id']}/api-tokens", json={"name": "script"})
+    assert token.status_code in (200, 201), token.text
     secret_value = "sk-live-" + "7" * 24
     put = await rig.client.put(
         f"/api/orgs/{org['id']}/secrets", json={"name": "OPENAI_API_KEY", "value": secret_value}
@@ -123,8 +125,15 @@ async def _world(rig: FeishuRig) -> World:
             "code": code,
             "message_id": msg["id"],
             "binding_id": binding.json()["id"],
+            "token_id": token.json()["id"],
         },
-        secrets=[secret_value, app["app_secret"], app["encrypt_key"], app["verification_token"]],
+        secrets=[
+            secret_value,
+            token.json()["token"],
+            app["app_secret"],
+            app["encrypt_key"],
+            app["verification_token"],
+        ],
         member_b=member_token,
         agent_b=agent_token,
         user_b=user_b,
@@ -169,6 +178,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "open_id": "ou_x",
         "user_id": "u",
     },
+    ("POST", "/api/orgs/{org_id}/api-tokens"): {"name": "t"},
     ("POST", "/api/agents/{agent_id}/integrations/feishu/messages"): {
         "chat_id": "oc_x",
         "text": "hi",
