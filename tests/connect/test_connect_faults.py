@@ -100,3 +100,50 @@ async def test_app_secret_is_never_logged_or_returned(
     ]
     assert all(secret not in r.text for r in responses)
     assert secret not in caplog.text
+
+
+async def test_setup_resumes_after_restart(rig: FeishuRig) -> None:
+    from rudder.feishu import setup as setups
+    from rudder.server import create_app
+
+    _, agent = await default_org_and_agent(rig.client)
+    setup = (
+        await rig.client.post(
+            f"/api/agents/{agent['id']}/integrations/feishu/setup", json={"region": "feishu"}
+        )
+    ).json()
+    await setups.shutdown(rig.services)  # the process "dies" while the person is still deciding
+    await rig.control("POST", f"/registrations/{setup['user_code']}/approve", json={})
+    second = create_app(rig.services.settings)
+    async with second.router.lifespan_context(second):
+        transport = httpx.ASGITransport(app=second)
+        async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+
+            async def connected() -> bool:
+                body = (await client.get(f"/api/integration-setups/{setup['setup_id']}")).json()
+                return bool(body["status"] == "connected")
+
+            await wait_for(connected, timeout=15)
+
+
+async def test_unreachable_platform_fails_the_setup_clearly(rig: FeishuRig) -> None:
+    from rudder import texts
+
+    _, agent = await default_org_and_agent(rig.client)
+    setup = (
+        await rig.client.post(
+            f"/api/agents/{agent['id']}/integrations/feishu/setup", json={"region": "feishu"}
+        )
+    ).json()
+    await rig.sandbox.stop()  # Feishu goes away mid-setup
+
+    async def failed() -> dict[str, str] | None:
+        body = (await rig.client.get(f"/api/integration-setups/{setup['setup_id']}")).json()
+        return body if body["status"] == "failed" else None
+
+    body = await wait_for(failed, timeout=20)
+    assert body["error"].startswith(
+        texts.SETUP_UNREACHABLE.split("{detail}")[0].format(product="Feishu CN")
+    )
+    status = (await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu")).json()
+    assert status["status"] == "disconnected" and status["id"] is None  # nothing half-saved
