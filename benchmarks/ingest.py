@@ -144,7 +144,21 @@ def main() -> None:
         action="store_true",
         help="add an (app_id, message_id) index to inbound_events first (not yet in migrations)",
     )
+    parser.add_argument(
+        "--only-rudder",
+        action="store_true",
+        help="skip the two baselines (quick iterations; the summary then has Rudder's rows only)",
+    )
     args = parser.parse_args()
+    if args.only_rudder:
+        sandbox, url = start_sandbox()
+        try:
+            with httpx.Client(base_url=url, timeout=30) as sb:
+                rudder = bench_rudder(sb, url, args)
+        finally:
+            stop(sandbox, timeout=5)
+        print(json.dumps({"rudder": rudder}))
+        return
     sandbox, url = start_sandbox()
     try:
         with httpx.Client(base_url=url, timeout=30) as sb:

@@ -3,9 +3,16 @@
 Rudder (embedded default: SQLite, in-process run queue, long connection) and the Feishu sandbox
 run in this process on loopback. A `process` agent answers at once. Each iteration posts a DM
 through the sandbox's control API and watches the sandbox's own state for the first non-empty
-text in the bot's reply card; the next iteration starts when the card is closed.
+text in the bot's reply card; the next iteration starts when the card is closed, and at least
+`--interval` after the previous one started.
 
-Usage: python benchmarks/reply_latency.py [--iterations N]; prints one JSON object last.
+Why the interval: Feishu allows a bot 5 messages per second into one chat (230020 beyond that,
+reference §6.8; the sandbox enforces it). Back-to-back iterations in one chat ask for more and
+measure the rate limit's retry backoff instead of the reply path. 0.3 s keeps any five replies
+more than a second apart; `--interval 0` reproduces the unpaced loop.
+
+Usage: python benchmarks/reply_latency.py [--iterations N] [--interval S]; prints one JSON
+object last.
 """
 
 from __future__ import annotations
@@ -168,7 +175,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-async def measure(iterations: int, warmup: int) -> dict[str, Any]:
+async def measure(iterations: int, warmup: int, interval: float = 0.3) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as home:
         async with (
             SandboxServer() as server,
@@ -196,7 +203,10 @@ async def measure(iterations: int, warmup: int) -> dict[str, Any]:
                         "agent_text": [],
                         "card_shown": [],
                     }
+                    next_at = time.perf_counter()
                     for i in range(warmup + iterations):
+                        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                        next_at = time.perf_counter() + interval
                         watch.arm()
                         runs.arm()
                         started = time.perf_counter()
@@ -229,6 +239,7 @@ async def measure(iterations: int, warmup: int) -> dict[str, Any]:
         "first_text_mean_ms": round(statistics.fmean(samples), 1),
         "first_text_max_ms": round(max(samples), 1),
         "card_ops_max_per_s": card_rate,
+        "interval_s": interval,
         # Where the time goes, from the user's message: p50 of each stage's end.
         "stages_p50_ms": {k: round(percentile(v, 50), 1) for k, v in stages.items() if v},
         "first_text_p50_ms": round(percentile(samples, 50), 1),
@@ -240,10 +251,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.3,
+        help="minimum seconds between two messages (Feishu: ≤ 5 bot messages/s per chat)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     with contextlib.redirect_stdout(sys.stderr):
-        result = asyncio.run(measure(args.iterations, args.warmup))
+        result = asyncio.run(measure(args.iterations, args.warmup, args.interval))
     print(json.dumps(result))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rudder.db.models import Conversation, Message, Run
@@ -10,6 +11,26 @@ from rudder.domain import runs as runs_domain
 from rudder.live import conversation_topic
 from rudder.run_views import message_view, run_view
 from rudder.services import Services
+
+
+async def posted_message(
+    session: AsyncSession, conv: Conversation, external_message_id: str
+) -> Message | None:
+    """The user message already posted in `conv` for this external (Feishu) message, if any.
+
+    An event routed a second time (re-pushed under another event id, or routed again after a
+    restart) must not post the same message, and start its run, twice.
+    """
+    found: Message | None = await session.scalar(
+        select(Message)
+        .where(
+            Message.conversation_id == conv.id,
+            Message.external_message_id == external_message_id,
+            Message.role == "user",
+        )
+        .limit(1)
+    )
+    return found
 
 
 async def post_user_message(

@@ -185,15 +185,16 @@ class InProcessRunQueue:
             conv = await session.get(Conversation, run.conversation_id)
             agent = await session.get(Agent, run.agent_id)
             assert conv is not None and agent is not None
-            history = await convs.list_messages(session, conv.id, limit=100_000)
             trigger = (
                 await session.get(Message, run.trigger_message_id)
                 if run.trigger_message_id
                 else None
             )
-            if trigger is not None:
-                # Messages that arrived after the trigger belong to later runs.
-                history = [m for m in history if m.seq <= trigger.seq]
+            # Only the newest HISTORY_LIMIT messages up to the trigger: later ones belong to
+            # later runs, and a long conversation must not be loaded whole for every reply.
+            history = await convs.recent_messages(
+                session, conv.id, HISTORY_LIMIT, up_to_seq=trigger.seq if trigger else None
+            )
             names = await _author_names(session, {m.author_user_id for m in history})
             reply = await convs.append_message(
                 session,
@@ -214,7 +215,7 @@ class InProcessRunQueue:
                 conversation_id=conv.id,
                 messages=[
                     ChatMessage(role=m.role, body=m.body, author=names.get(m.author_user_id or ""))
-                    for m in history[-HISTORY_LIMIT:]
+                    for m in history
                     if m.status in ("completed", "stopped") and m.body
                 ],
                 runtime_config=dict(agent.runtime_config),

@@ -100,6 +100,7 @@ class InboundEvent(Base):
     __table_args__ = (
         UniqueConstraint("app_id", "event_id"),
         Index("ix_inbound_events_integration_received", "integration_id", "received_at"),
+        Index("ix_inbound_events_app_message", "app_id", "message_id"),
     )
 
     integration_id: Mapped[str] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))

@@ -109,6 +109,18 @@ async def list_messages(
     return list(rows)
 
 
+async def recent_messages(
+    session: AsyncSession, conversation_id: str, limit: int, up_to_seq: int | None = None
+) -> list[Message]:
+    """The newest `limit` messages (up to `up_to_seq` when given), oldest first."""
+    query = select(Message).where(Message.conversation_id == conversation_id)
+    if up_to_seq is not None:
+        query = query.where(Message.seq <= up_to_seq)
+    rows = list(await session.scalars(query.order_by(Message.seq.desc()).limit(limit)))
+    rows.reverse()
+    return rows
+
+
 def ensure_writable(conv: Conversation) -> None:
     if conv.bound:
         raise ConversationBound(texts.BOUND_CONVERSATION_READ_ONLY)

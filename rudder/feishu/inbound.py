@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 WORKER_IDLE_S = 30.0
 # A bot with many busy chats must not starve the others of database and runtime capacity.
 PROCESS_PER_BOT = 8
+# Events just recorded are routed from memory instead of being read back; beyond this many
+# waiting (a burst's backlog) routing reads them from the inbox, as recovery does.
+IN_MEMORY_MAX = 1000
 # Test hook, read once at start-up: kill the process (SIGKILL, no cleanup) right after an event
 # is committed and before it is acked, to prove a re-push is then recognised as a duplicate.
 CRASH_AFTER_RECORD_ENV = "RUDDER_TEST_CRASH_AFTER_RECORD"
@@ -54,6 +57,7 @@ class InboundPipeline:
         self._side: set[asyncio.Task[None]] = set()
         self._closed = False
         self._inflight = 0
+        self._parsed: dict[str, tuple[str, InboundEvent]] = {}
         self._crash_after_record = os.environ.get(CRASH_AFTER_RECORD_ENV) == "1"
 
     async def receive(self, integration_id: str, event: InboundEvent) -> Received:
@@ -86,6 +90,8 @@ class InboundPipeline:
             # At-least-once delivery: Feishu may push the same event again (reference §7.5).
             return received
         chat = f"{integration_id}:{msg.chat_id}" if msg else f"event:{row_id}"
+        if len(self._parsed) < IN_MEMORY_MAX:
+            self._parsed[row_id] = (integration_id, event)
         self.schedule(row_id, chat, integration_id, urgent=is_stop(event))
         return received
 
@@ -136,9 +142,10 @@ class InboundPipeline:
         from rudder.feishu.routing import route
 
         self._inflight += 1
+        known = self._parsed.pop(row_id, None)
         try:
             try:
-                outcome, reason = await route(self.services, row_id)
+                outcome, reason = await route(self.services, row_id, known)
             except Exception as exc:
                 log.exception("inbound event %s failed", row_id)
                 outcome, reason = "failed", f"{type(exc).__name__}: {exc}"
@@ -193,6 +200,7 @@ class InboundPipeline:
 
     async def close(self) -> None:
         self._closed = True
+        self._parsed.clear()
         tasks = [*self._workers.values(), *self._side]
         for task in tasks:
             task.cancel()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, bindparam, select, tuple_, update
+from sqlalchemy import ColumnElement, Insert, Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -248,7 +248,7 @@ async def _known_messages(
         return {}
     found = await session.execute(
         select(InboundRow.app_id, InboundRow.message_id, InboundRow.received_at).where(
-            tuple_(InboundRow.app_id, InboundRow.message_id).in_(sorted(keys))
+            _pairs_in(InboundRow.app_id, InboundRow.message_id, keys)
         )
     )
     earliest: dict[tuple[str, str], datetime] = {}
@@ -259,13 +259,25 @@ async def _known_messages(
     return earliest
 
 
+def _pairs_in(first: Any, second: Any, pairs: set[tuple[str, str]]) -> ColumnElement[bool]:
+    """`(first, second) IN pairs`, written so that an index on (first, second) is used.
+
+    SQLite plans a row-value `IN (VALUES …)` as a scan of the whole table, index or not; one
+    `first = ? AND second IN (…)` per distinct `first` (usually one app per batch) is a search.
+    """
+    groups: dict[str, list[str]] = {}
+    for a, b in sorted(pairs):
+        groups.setdefault(a, []).append(b)
+    return or_(*(and_(first == a, second.in_(bs)) for a, bs in groups.items()))
+
+
 async def _originals(
     session: AsyncSession, rows: list[dict[str, Any]]
 ) -> dict[tuple[str, str], datetime]:
     keys = sorted({(r["app_id"], r["event_id"]) for r in rows})
     found = await session.execute(
         select(InboundRow.app_id, InboundRow.event_id, InboundRow.received_at).where(
-            tuple_(InboundRow.app_id, InboundRow.event_id).in_(keys)
+            _pairs_in(InboundRow.app_id, InboundRow.event_id, set(keys))
         )
     )
     return {(a, e): at for a, e, at in found}

@@ -22,12 +22,13 @@ from rudder.domain import conversations as convs
 from rudder.domain.runs import FINAL_STATUSES
 from rudder.feishu import outbox
 from rudder.feishu import reply_calls as calls
+from rudder.feishu.bots import _CACHE_KEY as _BOT_CACHE_KEY
 from rudder.feishu.bots import bot_for
 from rudder.feishu.chunking import TEXT_BUDGET, split_text
 from rudder.feishu.client import BotClient
 from rudder.feishu.outbox import Item, RetryPolicy, idempotency_uuid
 from rudder.feishu.reply_calls import Sequencers
-from rudder.feishu.reply_stream import Ending, RunReply
+from rudder.feishu.reply_stream import Ending, ReplyTarget, RunReply
 from rudder.live import conversation_topic
 from rudder.run_views import RunUpdate, message_view
 from rudder.services import Services
@@ -90,8 +91,18 @@ class Outbound:
         reply = self._replies.get(update.run_id) or self._start_reply(update.run_id)
         reply.feed(phase, update.text, update.status, update.error)
 
-    def _start_reply(self, run_id: str) -> RunReply:
-        reply = self._replies[run_id] = RunReply(self, run_id)
+    def expect(self, run_id: str, target: ReplyTarget) -> None:
+        """Start the reply of a run that was just queued, before the executor starts it.
+
+        Its rows, typing indicator and (still empty) card then go out while the run starts and
+        the runtime warms up, instead of after; `target` saves reading it back. A run cancelled
+        while queued ends its reply as "Stopped" (RunReply notices that by itself).
+        """
+        if self._started and not self._closed and run_id not in self._replies:
+            self._start_reply(run_id, target)
+
+    def _start_reply(self, run_id: str, target: ReplyTarget | None = None) -> RunReply:
+        reply = self._replies[run_id] = RunReply(self, run_id, target)
         self._spawn(self._run_reply(reply), f"feishu-reply:{run_id}")
         return reply
 
@@ -108,7 +119,7 @@ class Outbound:
         ledgers = [i for i in items if i.kind == calls.RUN and i.run_id]
         for ledger in ledgers:
             assert ledger.run_id is not None
-            ending = await self._ending_of(ledger.run_id)
+            ending = await self.ending_of(ledger.run_id)
             # A run not yet final is queued again by the executor and observed from its start.
             if ending is not None and ledger.run_id not in self._replies:
                 reply = self._start_reply(ledger.run_id)
@@ -118,7 +129,8 @@ class Outbound:
             if item.kind != calls.RUN and (item.run_id is None or item.run_id not in in_replies):
                 await self.deliver(item)  # one by one: keeps their order in the chat
 
-    async def _ending_of(self, run_id: str) -> Ending | None:
+    async def ending_of(self, run_id: str) -> Ending | None:
+        """How the run ended, or None while it has not."""
         async with self.services.sessions() as session:
             run = await session.get(Run, run_id)
             if run is None or run.status not in FINAL_STATUSES:
@@ -131,6 +143,11 @@ class Outbound:
     # -- delivery --------------------------------------------------------------------------------
 
     async def bot(self, integration_id: str) -> BotClient:
+        # The cached client needs no database read: `bots.forget` drops it whenever the
+        # integration changes (connect, disconnect, a lease moving).
+        cached = self.services.extras.get(_BOT_CACHE_KEY, {}).get(integration_id)
+        if isinstance(cached, BotClient):
+            return cached
         return await bot_for(self.services, integration_id)
 
     async def send(

@@ -92,6 +92,18 @@ Checkpoint = Callable[[], Awaitable[None]]
 Perform = Callable[[Item, Checkpoint], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """What `enqueue_many` writes for one row."""
+
+    integration_id: str
+    run_id: str | None
+    kind: str
+    target: str
+    payload: dict[str, Any]
+    key: str
+
+
 async def enqueue(
     sessions: Sessions,
     *,
@@ -103,18 +115,57 @@ async def enqueue(
     key: str,
 ) -> Item:
     """The row for `key`, created pending if it does not exist yet (idempotent)."""
-    found = await get(sessions, key)
-    if found is not None:
-        return found
+    spec = Spec(integration_id, run_id, kind, target, payload, key)
+    return (await enqueue_many(sessions, [spec]))[0]
+
+
+async def enqueue_many(sessions: Sessions, specs: list[Spec]) -> list[Item]:
+    """The rows for `specs`, in order; the missing ones are created pending in one transaction.
+
+    One read and at most one write transaction for several rows: a reply's first rows (its
+    ledger, typing indicator and card) are written together, before anything is visible.
+    """
+    found = await _get_many(sessions, [s.key for s in specs])
+    missing = [s for s in specs if s.key not in found]
+    if missing:
+        try:
+            async with sessions() as session, session.begin():
+                rows = [
+                    OutboxItem(
+                        integration_id=s.integration_id,
+                        run_id=s.run_id,
+                        kind=s.kind,
+                        target=s.target,
+                        payload=s.payload,
+                        idempotency_uuid=s.key,
+                        status="pending",
+                        attempts=0,
+                    )
+                    for s in missing
+                ]
+                session.add_all(rows)
+                await session.flush()
+                found.update((row.idempotency_uuid, Item.of(row)) for row in rows)
+        except IntegrityError:
+            # Another task enqueued one of these keys between our read and our insert.
+            for s in missing:
+                found[s.key] = await _enqueue_one(sessions, s)
+    return [found[s.key] for s in specs]
+
+
+async def _enqueue_one(sessions: Sessions, s: Spec) -> Item:
+    again = await get(sessions, s.key)
+    if again is not None:
+        return again
     try:
         async with sessions() as session, session.begin():
             row = OutboxItem(
-                integration_id=integration_id,
-                run_id=run_id,
-                kind=kind,
-                target=target,
-                payload=payload,
-                idempotency_uuid=key,
+                integration_id=s.integration_id,
+                run_id=s.run_id,
+                kind=s.kind,
+                target=s.target,
+                payload=s.payload,
+                idempotency_uuid=s.key,
                 status="pending",
                 attempts=0,
             )
@@ -122,10 +173,17 @@ async def enqueue(
             await session.flush()
             return Item.of(row)
     except IntegrityError:
-        # Another task enqueued the same key between our read and our insert.
-        again = await get(sessions, key)
+        again = await get(sessions, s.key)
         assert again is not None
         return again
+
+
+async def _get_many(sessions: Sessions, keys: list[str]) -> dict[str, Item]:
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(OutboxItem).where(OutboxItem.idempotency_uuid.in_(keys))
+        )
+        return {row.idempotency_uuid: Item.of(row) for row in rows}
 
 
 async def get(sessions: Sessions, key: str) -> Item | None:

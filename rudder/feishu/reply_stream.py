@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rudder import texts
 from rudder.db.models import Conversation, Integration, Message, Run, utcnow
 from rudder.domain import activity
+from rudder.feishu import outbox
 from rudder.feishu import reply_calls as calls
 from rudder.feishu.chunking import CARD_BUDGET, TEXT_BUDGET, split_text
 from rudder.feishu.errors import CARD_SEQUENCE, FeishuError
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 # two closing ops (final content, streaming off) inside any one-second window.
 FRAME_INTERVAL_S = 0.125
 REASON_MAX = 500
+# A reply started when its run was queued learns of a cancellation before the run started (which
+# the executor does not announce) by looking at the run this often.
+QUEUED_CHECK_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +49,7 @@ class ReplyTarget:
     style: str  # streaming_card | plain_text
     chat_id: str
     reply_to: str | None  # the user's Feishu message id
-    reply_message_id: str | None  # our assistant message
+    reply_message_id: str | None  # our assistant message (None until the run has started)
     conversation_id: str
 
 
@@ -93,9 +97,11 @@ def with_state(ending: Ending) -> str:
 
 
 class RunReply:
-    def __init__(self, ob: Outbound, run_id: str) -> None:
+    def __init__(self, ob: Outbound, run_id: str, target: ReplyTarget | None = None) -> None:
         self.ob = ob
         self.run_id = run_id
+        self.target = target
+        self.started = False  # the executor announced the run (start, text or end)
         self.text = ""
         self.ending: Ending | None = None
         self.changed = asyncio.Event()
@@ -105,8 +111,11 @@ class RunReply:
         self.failed: list[Item] = []
         self._live_cards = True
         self._frame_at = 0.0
+        self._prepared: dict[str, Item] = {}
+        self._card_out = asyncio.Event()
 
     def feed(self, phase: str, text: str, status: str, error: str | None) -> None:
+        self.started = True
         if phase in ("text", "end"):
             self.text = text
         if phase == "end":
@@ -114,19 +123,21 @@ class RunReply:
         self.changed.set()
 
     async def run(self) -> None:
-        target = await load_target(self.ob, self.run_id)
+        target = self.target or await load_target(self.ob, self.run_id)
         if target is None:
             return
-        ledger = await self._send(target, calls.RUN, target.chat_id, {}, "run", deliver=False)
+        ledger = await self._prepare(target)
         typing = asyncio.create_task(self._typing_on(target))
         try:
             if target.style != "plain_text":
                 await self._stream(target)
+            self._card_out.set()
             while self.ending is None:
-                await self.changed.wait()
+                await self._wait_change()
                 self.changed.clear()
             await self._finish(target, self.ending)
         finally:
+            self._card_out.set()
             typing_item = await typing
         if typing_item is not None:
             await self._send(
@@ -139,7 +150,50 @@ class RunReply:
         await self._report(target)
         await self.ob.mark_sent(ledger)
 
+    async def _wait_change(self) -> None:
+        """Wait for news from the executor. Until the run has started, also look at the run now
+        and then: a run cancelled while queued never starts, and nobody would say so."""
+        while not self.started:
+            try:
+                async with asyncio.timeout(QUEUED_CHECK_S):
+                    await self.changed.wait()
+                return
+            except TimeoutError:
+                ending = await self.ob.ending_of(self.run_id)
+                if ending is not None and not self.started:
+                    self.feed("end", ending.text, ending.status, ending.error)
+        await self.changed.wait()
+
     # -- sending ---------------------------------------------------------------------------------
+
+    async def _prepare(self, target: ReplyTarget) -> Item:
+        """Write the reply's first rows (ledger, typing, card) in one go; return the ledger.
+
+        The ledger comes first in the same transaction, so a restart always finds a reply whose
+        card may already be visible.
+        """
+        specs = [self._spec(target, calls.RUN, target.chat_id, {}, "run")]
+        if target.reply_to:
+            specs.append(self._spec(target, calls.TYPING, target.reply_to, {}, "typing"))
+        if target.style != "plain_text":
+            payload = self._message_payload(target, text="", part=0)
+            to = target.reply_to or target.chat_id
+            specs.append(self._spec(target, calls.CARD, to, payload, "card", "0"))
+        items = await outbox.enqueue_many(self.ob.services.sessions, specs)
+        self._prepared = {item.uuid: item for item in items[1:]}
+        return items[0]
+
+    def _spec(
+        self, target: ReplyTarget, kind: str, to: str, payload: dict[str, Any], *key: str
+    ) -> outbox.Spec:
+        return outbox.Spec(
+            target.integration_id,
+            self.run_id,
+            kind,
+            to,
+            payload,
+            idempotency_uuid(self.run_id, *key),
+        )
 
     async def _send(
         self,
@@ -150,6 +204,9 @@ class RunReply:
         *key: str,
         deliver: bool = True,
     ) -> Item:
+        prepared = self._prepared.pop(idempotency_uuid(self.run_id, *key), None)
+        if prepared is not None:
+            return await self.ob.deliver(prepared) if prepared.status == "pending" else prepared
         return await self.ob.send(
             integration_id=target.integration_id,
             run_id=self.run_id,
@@ -163,6 +220,9 @@ class RunReply:
     async def _typing_on(self, target: ReplyTarget) -> Item | None:
         if not target.reply_to:
             return None
+        # Cosmetic next to the card: it waits until the card is out, so the run's start and the
+        # card do not queue behind its calls and writes.
+        await self._card_out.wait()
         item = await self._send(target, calls.TYPING, target.reply_to, {}, "typing")
         return item if item.status == "sent" else None
 
@@ -213,13 +273,15 @@ class RunReply:
 
     async def _stream(self, target: ReplyTarget) -> None:
         await self._card(target, 0, "")  # the reply appears at once, before the first token
+        self._card_out.set()
         while self.ending is None:
-            await self.changed.wait()
+            await self._wait_change()
             wait = FRAME_INTERVAL_S - (time.monotonic() - self._frame_at)
             if wait > 0:
                 await asyncio.sleep(wait)  # coalesce: deltas arriving meanwhile share a frame
             self.changed.clear()
             if self.ending is not None:
+                await self._early_frame(target)
                 return
             parts = split_text(self.text, CARD_BUDGET)
             for part in range(len(parts) - 1):
@@ -228,6 +290,16 @@ class RunReply:
             card = await self._card(target, last, parts[last])
             if card is not None and self.shown.get(last) != parts[last]:
                 await self._frame(target, card, last, parts[last])
+
+    async def _early_frame(self, target: ReplyTarget) -> None:
+        """The run ended before its text was streamed: show the text now, before the final
+        update's row is written (one frame, within the card's op budget)."""
+        card = self.cards.get(0)
+        if card is None or card.status != "sent" or self.shown.get(0) or not self.text:
+            return
+        parts = split_text(self.text, CARD_BUDGET)
+        if len(parts) == 1:
+            await self._frame(target, card, 0, parts[0])
 
     async def _frame(self, target: ReplyTarget, card: Item, part: int, text: str) -> None:
         if not self._live_cards:
@@ -270,11 +342,11 @@ class RunReply:
         detail = self.failed[-1].last_error or "unknown error"
         error = texts.REPLY_DELIVERY_FAILED.format(product=target.region.label, detail=detail)
         async with self.ob.services.sessions() as session, session.begin():
-            message = (
-                await session.get(Message, target.reply_message_id)
-                if target.reply_message_id
-                else None
-            )
+            reply_id = target.reply_message_id
+            if reply_id is None:  # the reply started before its run (and its message) did
+                run = await session.get(Run, self.run_id)
+                reply_id = run.reply_message_id if run is not None else None
+            message = await session.get(Message, reply_id) if reply_id else None
             if message is not None:
                 message.status, message.error, message.updated_at = "failed", error, utcnow()
             activity.record(

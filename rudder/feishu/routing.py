@@ -19,7 +19,9 @@ from rudder.db.models import InboundEvent as InboundRow
 from rudder.domain import runs as runs_domain
 from rudder.feishu import bindings
 from rudder.feishu.events import InboundEvent, InboundMessage, parse_event
-from rudder.feishu.outbound import send_notice
+from rudder.feishu.outbound import outbound_of, send_notice
+from rudder.feishu.regions import Region
+from rudder.feishu.reply_stream import ReplyTarget
 from rudder.services import Services
 
 log = logging.getLogger(__name__)
@@ -43,15 +45,21 @@ def mentions_bot(message: InboundMessage, bot_open_id: str | None) -> bool:
     )
 
 
-async def route(services: Services, row_id: str) -> Outcome:
+async def route(
+    services: Services, row_id: str, known: tuple[str, InboundEvent] | None = None
+) -> Outcome:
+    """Route the recorded event `row_id`. `known` is (integration_id, event) when the caller
+    just recorded it, which saves reading the row back; otherwise it is read from the inbox."""
     async with services.sessions() as session:
-        row = await session.get(InboundRow, row_id)
-        if row is None:
-            return "failed", "event row vanished"
-        integration = await session.get(Integration, row.integration_id)
+        if known is None:
+            row = await session.get(InboundRow, row_id)
+            if row is None:
+                return "failed", "event row vanished"
+            known = row.integration_id, parse_event(row.payload)
+        integration_id, event = known
+        integration = await session.get(Integration, integration_id)
     if integration is None:
         return "refused", "integration no longer exists"
-    event = parse_event(row.payload)
     # 2. Ownership: another app's event on this bot's transport is refused.
     if event.app_id != integration.app_id:
         return "refused", f"event belongs to app {event.app_id or '?'}, not {integration.app_id}"
@@ -149,10 +157,12 @@ async def route(services: Services, row_id: str) -> Outcome:
         return "command", "/help"
     if not text:
         return "ignored", "empty message"
-    # 8. A message for the agent.
+    # 8. A message for the agent, posted once per Feishu message.
     async with services.sessions() as session:
         conv = await _bound_conversation(services, session, integration, message, user.id)
-        await chat.post_user_message(
+        if await chat.posted_message(session, conv, message.message_id) is not None:
+            return "processed", "message was already posted; not posted again"
+        _, run = await chat.post_user_message(
             services,
             session,
             conv,
@@ -162,6 +172,20 @@ async def route(services: Services, row_id: str) -> Outcome:
             external_sender_id=message.sender_open_id,
             external_message_id=message.message_id,
         )
+    # The reply's card goes out while the run starts, not after.
+    outbound_of(services).expect(
+        run.id,
+        ReplyTarget(
+            integration_id=integration.id,
+            org_id=integration.org_id,
+            region=Region(integration.region),
+            style=integration.reply_style or "streaming_card",
+            chat_id=message.chat_id,
+            reply_to=message.message_id,
+            reply_message_id=None,
+            conversation_id=conv.id,
+        ),
+    )
     return "processed", "queued a run"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from rudder import texts
 from rudder.db.models import Conversation, Message, Run, utcnow
@@ -219,3 +220,38 @@ async def test_paused_agent_fails_the_run_visibly(client: httpx.AsyncClient) -> 
     assert run["status"] == "failed" and run["error"] == texts.AGENT_PAUSED
     reply = (await client.get(f"/api/conversations/{conv['id']}/messages")).json()[-1]
     assert reply["status"] == "failed" and reply["error"] == texts.AGENT_PAUSED
+
+
+async def test_a_run_sees_the_newest_history_up_to_its_message(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rudder.executor
+
+    monkeypatch.setattr(rudder.executor, "HISTORY_LIMIT", 3)
+    org, _ = await default_org_and_agent(client)
+    script = (
+        "import json,sys; d=json.load(sys.stdin); "
+        "print(len(d['messages']), '|'.join(m['body'] for m in d['messages']))"
+    )
+    agent = (
+        await client.post(
+            f"/api/orgs/{org['id']}/agents",
+            json={
+                "name": "Counter",
+                "runtime_type": "process",
+                "runtime_config": {"command": "python", "args": ["-c", script]},
+            },
+        )
+    ).json()
+    conv = (
+        await client.post(f"/api/orgs/{org['id']}/conversations", json={"agent_id": agent["id"]})
+    ).json()
+    for word in ("one", "two", "three"):
+        posted = (
+            await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": word})
+        ).json()
+        run = await wait_run(client, posted["run_id"])
+    reply = (await client.get(f"/api/conversations/{conv['id']}/messages")).json()[-1]
+    assert run["status"] == "succeeded"
+    # Three newest messages before the reply: "two", its reply, "three".
+    assert reply["body"].startswith("3 two|") and reply["body"].rstrip().endswith("|three")
