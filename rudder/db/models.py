@@ -22,6 +22,7 @@ from rudder.db.models_feishu import (
     OutboxItem,
     SetupSession,
 )
+from rudder.db.models_reads import ConversationRead
 
 __all__ = [
     "ActivityLog",
@@ -32,6 +33,7 @@ __all__ = [
     "BotLease",
     "ChatBinding",
     "Conversation",
+    "ConversationRead",
     "FeishuUserBinding",
     "InboundEvent",
     "Instance",

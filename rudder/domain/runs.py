@@ -53,8 +53,12 @@ async def active_runs(session: AsyncSession, conversation_id: str) -> Sequence[R
 
 
 def request_cancel(run: Run) -> bool:
-    """Mark a run for cancellation; a queued run ends here and now. False if already final."""
-    if run.status in FINAL_STATUSES:
+    """Mark a run for cancellation; a queued run ends here and now.
+
+    False when there is nothing to stop: the run is final, or a stop was already requested
+    and the run is only finishing (a second /stop must not claim to stop it again).
+    """
+    if run.status in FINAL_STATUSES or run.cancel_requested_at is not None:
         return False
     run.cancel_requested_at = run.cancel_requested_at or utcnow()
     if run.status == "queued":

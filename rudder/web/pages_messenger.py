@@ -10,15 +10,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rudder import chat, texts
 from rudder.api.deps import Actor, ActorDep, ServicesDep, SessionDep
-from rudder.db.models import Agent, Conversation, Message, User
+from rudder.db.models import Agent, Conversation, Run, User
 from rudder.domain import agents as agents_domain
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
+from rudder.web import reads
 from rudder.web.lookups import find_agent, find_conversation
 from rudder.web.templating import Shell, not_found, render, shell
 
@@ -32,24 +33,39 @@ def _wants_fragment(request: Request) -> bool:
     return request.headers.get("x-requested-with") == "fetch"
 
 
-async def _sidebar(session: AsyncSession, org_id: str, agent_filter: str | None) -> dict[str, Any]:
+async def _failed(session: AsyncSession, ids: list[str]) -> set[str]:
+    """Conversations whose latest run failed (a later successful run clears the mark)."""
+    if not ids:
+        return set()
+    latest = (
+        select(Run.conversation_id, func.max(Run.created_at).label("at"))
+        .where(Run.conversation_id.in_(ids))
+        .group_by(Run.conversation_id)
+        .subquery()
+    )
+    rows = await session.scalars(
+        select(Run.conversation_id)
+        .join(
+            latest,
+            and_(Run.conversation_id == latest.c.conversation_id, Run.created_at == latest.c.at),
+        )
+        .where(Run.status == "failed")
+    )
+    return set(rows)
+
+
+async def _sidebar(
+    session: AsyncSession, actor: Actor, org_id: str, agent_filter: str | None
+) -> dict[str, Any]:
     agent_list = await agents_domain.list_agents(session, org_id)
     conversations = await convs.list_conversations(session, org_id, agent_filter)
     ids = [c.id for c in conversations]
-    failed: set[str] = set()
-    if ids:
-        failed = set(
-            await session.scalars(
-                select(Message.conversation_id)
-                .where(Message.conversation_id.in_(ids), Message.status == "failed")
-                .distinct()
-            )
-        )
     return {
         "agents": agent_list,
         "agent_names": {a.id: a.name for a in agent_list},
         "conversations": conversations,
-        "failed": failed,
+        "failed": await _failed(session, ids),
+        "unread": await reads.unread_ids(session, actor.user_id, conversations),
         "agent_filter": agent_filter,
     }
 
@@ -57,6 +73,7 @@ async def _sidebar(session: AsyncSession, org_id: str, agent_filter: str | None)
 async def _messenger_page(
     request: Request,
     session: AsyncSession,
+    actor: Actor,
     frame: Shell,
     conv: Conversation | None,
     agent_filter: str | None = None,
@@ -65,7 +82,7 @@ async def _messenger_page(
 ) -> HTMLResponse:
     context: dict[str, Any] = {"conv": conv, "error": error, "messages": [], "origin": None}
     if frame.current is not None:
-        context.update(await _sidebar(session, frame.current.id, agent_filter))
+        context.update(await _sidebar(session, actor, frame.current.id, agent_filter))
     if conv is not None:
         messages = await convs.list_messages(session, conv.id, limit=100_000)
         user_ids = {m.author_user_id for m in messages if m.author_user_id}
@@ -91,7 +108,7 @@ async def messenger(
     request: Request, actor: ActorDep, session: SessionDep, agent: str | None = None
 ) -> HTMLResponse:
     frame = await shell(request, session, actor)
-    return await _messenger_page(request, session, frame, None, agent_filter=agent)
+    return await _messenger_page(request, session, actor, frame, None, agent_filter=agent)
 
 
 @router.get("/messenger/{conversation_id}", response_class=HTMLResponse)
@@ -103,7 +120,24 @@ async def conversation(
         frame = await shell(request, session, actor)
         return not_found(request, frame, texts.WEB_CONVERSATION_NOT_FOUND)
     frame = await shell(request, session, actor, conv.org_id)
-    return await _messenger_page(request, session, frame, conv)
+    # Opening a conversation clears its unread mark (on every device: it is stored per user).
+    await reads.mark_seen(session, actor.user_id, conv.id)
+    await session.commit()
+    return await _messenger_page(request, session, actor, frame, conv)
+
+
+@router.post("/messenger/{conversation_id}/seen")
+async def seen(
+    conversation_id: str, request: Request, actor: ActorDep, session: SessionDep
+) -> Response:
+    """The open conversation page reports that new messages arrived while it was shown."""
+    conv, missing = await _load(request, session, actor, conversation_id)
+    if conv is None:
+        assert missing is not None
+        return missing
+    await reads.mark_seen(session, actor.user_id, conv.id)
+    await session.commit()
+    return Response(status_code=204)
 
 
 @router.post("/messenger/new", response_class=HTMLResponse)
@@ -153,10 +187,14 @@ async def send_message(
         if _wants_fragment(request):
             return PlainTextResponse(error, status_code=status)
         frame = await shell(request, session, actor, conv.org_id)
-        return await _messenger_page(request, session, frame, conv, error=error, status_code=status)
+        return await _messenger_page(
+            request, session, actor, frame, conv, error=error, status_code=status
+        )
     await chat.post_user_message(
         services, session, conv, body.strip(), author_user_id=actor.user_id, source="local"
     )
+    await reads.mark_seen(session, actor.user_id, conv.id)  # one's own message is not news
+    await session.commit()
     if _wants_fragment(request):
         return Response(status_code=204)
     return RedirectResponse(f"/messenger/{conversation_id}", status_code=303)

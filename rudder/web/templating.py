@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -57,6 +59,32 @@ async def shell(
     return Shell(orgs=org_list, current=current)
 
 
+def sandbox_url(base_url: str | None) -> str | None:
+    """The sandbox's user page when Rudder talks to the offline sandbox (a loopback Feishu URL)."""
+    if not base_url:
+        return None
+    try:
+        parts = urlsplit(base_url)
+        host = parts.hostname or ""
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https"):
+        return None
+    if host != "localhost":
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return None
+        except ValueError:
+            return None
+    return base_url.rstrip("/") + "/_sandbox/"
+
+
+def _sandbox_link(request: Request) -> str | None:
+    services = getattr(request.app.state, "services", None)
+    settings = getattr(services, "settings", None)
+    return sandbox_url(getattr(settings, "feishu_base_url", None))
+
+
 def render(
     request: Request,
     name: str,
@@ -65,7 +93,7 @@ def render(
     status_code: int = 200,
     nav: str = "",
 ) -> HTMLResponse:
-    data = {"shell": frame, "nav": nav, **context}
+    data = {"shell": frame, "nav": nav, "sandbox_url": _sandbox_link(request), **context}
     return templates.TemplateResponse(request, name, data, status_code=status_code)
 
 

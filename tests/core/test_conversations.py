@@ -108,8 +108,11 @@ async def test_stop_mid_stream_keeps_partial_text(
 
 async def test_cancel_a_queued_run(client: httpx.AsyncClient) -> None:
     conv = await _new_conversation(client)
+    # Long enough to still be running when the queued run is cancelled, even on a busy machine.
     first = (
-        await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "slow one"})
+        await client.post(
+            f"/api/conversations/{conv['id']}/messages", json={"body": "count to 5000"}
+        )
     ).json()
     second = (
         await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "queued"})

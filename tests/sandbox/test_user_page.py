@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import httpx
 import pytest
@@ -65,7 +63,5 @@ async def test_dm_a_bot_from_the_user_page(settings: Settings) -> None:
                     return "example agent" in text.lower()
 
                 await wait_for(replied, timeout=20)
-                if shots := os.environ.get("RUDDER_SCREENSHOT_DIR"):
-                    await page.screenshot(path=str(Path(shots) / "sandbox-user-page.png"))
             finally:
                 await browser.close()

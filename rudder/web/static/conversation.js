@@ -66,14 +66,35 @@
     if (stopForm) stopForm.hidden = Object.keys(active).length === 0;
   }
 
+  // Messages that arrive while the page is shown are read: tell Rudder, so Messenger's unread
+  // mark (stored per member, across devices) does not light up for them. One call per burst.
+  var seenTimer = null;
+  function sendSeen() {
+    seenTimer = null;
+    if (document.visibilityState === "hidden") return;
+    fetch("/messenger/" + conversationId + "/seen", {
+      method: "POST", headers: { "X-Requested-With": "fetch" }, credentials: "same-origin",
+    }).catch(function () {});
+  }
+  function markSeen() {
+    if (!seenTimer) seenTimer = setTimeout(sendSeen, 500);
+  }
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") markSeen();
+  });
+
   var source = new EventSource("/api/conversations/" + conversationId + "/events");
   source.addEventListener("snapshot", function (e) {
     var data = JSON.parse(e.data);
     data.messages.forEach(render);
     setRuns(data.active_runs);
   });
-  source.addEventListener("message.created", function (e) { render(JSON.parse(e.data)); });
-  source.addEventListener("message.updated", function (e) { render(JSON.parse(e.data)); });
+  source.addEventListener("message.created", function (e) { render(JSON.parse(e.data)); markSeen(); });
+  source.addEventListener("message.updated", function (e) {
+    var m = JSON.parse(e.data);
+    render(m);
+    if (m.status !== "streaming") markSeen();
+  });
   source.addEventListener("message.delta", function (e) { applyDelta(JSON.parse(e.data)); });
   source.addEventListener("run.updated", function (e) {
     var run = JSON.parse(e.data);
