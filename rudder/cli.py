@@ -14,6 +14,7 @@ from rich.table import Table
 
 from rudder import cli_scale
 from rudder.cli_agents import register as register_agent_check
+from rudder.cli_secrets import secrets_app
 from rudder.cli_users import users_app
 from rudder.config import Settings
 
@@ -23,6 +24,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(agent_app, name="agent")
 register_agent_check(agent_app)
 app.add_typer(users_app, name="user")
+app.add_typer(secrets_app, name="secrets")
 app.command()(cli_scale.worker)
 app.command()(cli_scale.status)
 app.add_typer(db_app, name="db")

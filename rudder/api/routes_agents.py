@@ -21,12 +21,14 @@ async def list_agents(org_id: str, actor: ActorDep, session: SessionDep) -> list
     "/orgs/{org_id}/agents",
     response_model=AgentOut,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(409),
+    responses=error_responses(403, 409),
 )
 async def create_agent(
     org_id: str, body: AgentIn, actor: ActorDep, session: SessionDep
 ) -> AgentOut:
     await require_org(session, actor, org_id)
+    # Any runtime but the bundled example runs a command or calls a URL: owners and admins only
+    # (checked by the domain, so the web form and every other caller get the same rule).
     agent = await agents.create_agent(
         session,
         org_id,
@@ -47,11 +49,12 @@ async def get_agent(agent_id: str, actor: ActorDep, session: SessionDep) -> Agen
     return AgentOut.model_validate(await load_agent(session, actor, agent_id))
 
 
-@router.patch("/agents/{agent_id}", response_model=AgentOut, responses=error_responses(409))
+@router.patch("/agents/{agent_id}", response_model=AgentOut, responses=error_responses(403, 409))
 async def patch_agent(
     agent_id: str, body: AgentPatch, actor: ActorDep, session: SessionDep
 ) -> AgentOut:
     agent = await load_agent(session, actor, agent_id)
+    # A new runtime (command or URL) is for owners and admins only: 403 for members and agents.
     await agents.update_agent(session, agent, body.model_dump(exclude_unset=True), actor.label)
     await session.commit()
     return AgentOut.model_validate(agent)

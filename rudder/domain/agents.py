@@ -8,10 +8,19 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rudder.db.models import Agent
-from rudder.domain import activity
-from rudder.domain.errors import Conflict, Invalid, NotFound
+from rudder.domain import activity, orgs
+from rudder.domain.errors import Conflict, Forbidden, Invalid, NotFound
 
 AGENT_STATUSES = ("active", "paused")
+RUNTIME_ADMIN_ROLES = ("owner", "admin")
+RUNTIME_ADMINS_ONLY = (
+    "only owners and admins can choose an agent's runtime: it runs a command on this server "
+    "or calls a URL from it"
+)
+RUNTIME_NOT_FOR_AGENT_TOKENS = (
+    "an agent token cannot choose an agent's runtime: it runs a command on this server or "
+    "calls a URL from it; sign in as an owner or admin"
+)
 
 
 def check_runtime(runtime_type: str, runtime_config: dict[str, Any]) -> dict[str, Any]:
@@ -25,6 +34,62 @@ def check_runtime(runtime_type: str, runtime_config: dict[str, Any]) -> dict[str
         return validate_runtime_config(runtime_type, runtime_config)
     except ValueError as exc:
         raise Invalid(str(exc)) from exc
+
+
+def is_bundled_example(runtime_type: str, runtime_config: dict[str, Any]) -> bool:
+    """The bundled offline example agent's runtime: a fixed command anyone may choose."""
+    from rudder.runtimes import DEFAULT_AGENT_RUNTIME
+
+    example_type, example_config = DEFAULT_AGENT_RUNTIME
+    return runtime_type == example_type and runtime_config == check_runtime(
+        example_type, dict(example_config)
+    )
+
+
+def runtime_changes(agent: Agent | None, changes: dict[str, Any]) -> bool:
+    """Whether `changes` choose a runtime (a command to run, a URL to call) other than the
+    agent's current one. Resending the current runtime (a form that posts every field) is no
+    change. An invalid config counts as none here: validation refuses it afterwards.
+    """
+    if agent is None:
+        runtime_type = str(changes.get("runtime_type") or "")
+        try:
+            config = check_runtime(runtime_type, dict(changes.get("runtime_config") or {}))
+        except Invalid:
+            return True
+        return not is_bundled_example(runtime_type, config)
+    if "runtime_type" not in changes and "runtime_config" not in changes:
+        return False
+    runtime_type = changes.get("runtime_type") or agent.runtime_type
+    if runtime_type != agent.runtime_type:
+        return True
+    new_config = changes.get("runtime_config")
+    if new_config is None:
+        return False
+    try:
+        return check_runtime(runtime_type, dict(new_config)) != check_runtime(
+            agent.runtime_type, dict(agent.runtime_config)
+        )
+    except Invalid:
+        return True
+
+
+async def require_runtime_admin(session: AsyncSession, actor: str, org_id: str) -> None:
+    """Forbidden unless `actor` may choose runtimes in `org_id` (membership already checked).
+
+    A runtime runs a command on this server (process, claude_local, codex_local) or makes the
+    server call a URL (http, openai): that is an owner's or admin's decision, not a member's nor
+    an agent's. `actor` is the activity-log label: `user:<id>` and `agent:<id>` come from
+    requests; anything else (`cli`, `system`) is Rudder itself, run by whoever runs the server.
+    """
+    kind, _, actor_id = actor.partition(":")
+    if kind == "agent":
+        raise Forbidden(RUNTIME_NOT_FOR_AGENT_TOKENS)
+    if kind != "user":
+        return
+    member = await orgs.membership(session, actor_id, org_id)
+    if member is None or member.role not in RUNTIME_ADMIN_ROLES:
+        raise Forbidden(RUNTIME_ADMINS_ONLY)
 
 
 async def get_agent(session: AsyncSession, agent_id: str) -> Agent:
@@ -57,6 +122,9 @@ async def create_agent(
     instructions: str | None = None,
     actor: str,
 ) -> Agent:
+    # First: a member learns nothing from a 409 or 422 about a runtime they may not choose.
+    if runtime_changes(None, {"runtime_type": runtime_type, "runtime_config": runtime_config}):
+        await require_runtime_admin(session, actor, org_id)
     name = name.strip()
     if not name:
         raise Invalid("name: must not be empty")
@@ -88,6 +156,8 @@ async def create_agent(
 async def update_agent(
     session: AsyncSession, agent: Agent, changes: dict[str, Any], actor: str
 ) -> Agent:
+    if runtime_changes(agent, changes):
+        await require_runtime_admin(session, actor, agent.org_id)
     if "name" in changes and changes["name"] != agent.name:
         new_name = str(changes["name"]).strip()
         if not new_name:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import AsyncGenerator, Mapping
+from typing import Any
 
 from .base import RunContext, RunEvent, RunEventKind, RuntimeError_
 from .config import SecretOrStr, SecretRef
@@ -59,15 +60,32 @@ async def resolve_values(
 async def redacting(
     events: AsyncGenerator[RunEvent, None], redactor: Redactor
 ) -> AsyncGenerator[RunEvent, None]:
-    """Passes events through; masks resolved secrets in log lines and in the reason of a failure."""
+    """Passes events through; masks resolved secrets in everything kept beside the reply.
+
+    Log lines, thinking, tool calls and results, usage: their text and every string inside
+    their data (the transcript, `runs.usage`) are masked, and so is the reason of a failure.
+    """
     # aclosing: if this stream is closed between events, the inner one releases its resources now.
     async with contextlib.aclosing(events):
         try:
             async for event in events:
-                # Log lines (stderr, banners) are where a CLI might echo its environment.
-                if event.kind is RunEventKind.LOG:
-                    event = dataclasses.replace(event, text=redactor(event.text))
+                # Log lines (stderr, banners), tool calls and results are where a CLI might
+                # echo its environment.
+                if event.kind is not RunEventKind.TEXT:
+                    event = dataclasses.replace(
+                        event, text=redactor(event.text), data=_mask(event.data, redactor)
+                    )
                 yield event
         except RuntimeError_ as exc:
             # Same class (a timeout stays a timeout), with any secret value masked.
             raise type(exc)(redactor(str(exc))) from None
+
+
+def _mask(value: Any, redactor: Redactor) -> Any:
+    if isinstance(value, str):
+        return redactor(value)
+    if isinstance(value, Mapping):
+        return {k: _mask(v, redactor) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(v, redactor) for v in value]
+    return value

@@ -221,6 +221,7 @@ async def test_another_orgs_tokens_get_404_on_every_id_route(
                     if name != "code" and value in text:
                         leaks.append(f"{token_name} {method} {path}: body names org A's {name}")
     count("isolation: id routes checked", len(routes))
+    count("isolation: wrong answers", len(leaks))
     assert not leaks, "\n".join(leaks)
     # Nothing of org A changed on the way: the agent is still active, no binding was made.
     agent = (await rig.client.get(f"/api/agents/{world.ids['agent_id']}")).json()
