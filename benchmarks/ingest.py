@@ -91,14 +91,6 @@ def bench_rudder(sb: httpx.Client, url: str, args: argparse.Namespace) -> dict[s
         try:
             with httpx.Client(base_url=base, timeout=30) as rudder:
                 org_id, agent_id = default_org_and_agent(rudder)
-                if args.message_index:
-                    # What the proposed migration adds: an index for the message_id dedupe.
-                    db = sqlite3.connect(str(Path(home) / "rudder.db"))
-                    db.execute(
-                        "CREATE INDEX IF NOT EXISTS ix_inbound_events_app_message"
-                        " ON inbound_events (app_id, message_id)"
-                    )
-                    db.close()
                 app_ids = []
                 for i in range(args.bots):
                     app = new_app(sb, f"Rudder bench {i}")
@@ -140,11 +132,6 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--paced-s", type=float, default=5.0)
     parser.add_argument(
-        "--message-index",
-        action="store_true",
-        help="add an (app_id, message_id) index to inbound_events first (not yet in migrations)",
-    )
-    parser.add_argument(
         "--only-rudder",
         action="store_true",
         help="skip the two baselines (quick iterations; the summary then has Rudder's rows only)",
@@ -177,7 +164,6 @@ def main() -> None:
         "ack_rate_per_s": args.rate,
         "events": args.events,
         "bots": args.bots,
-        "message_index": args.message_index,
         "rudder_vs_lark_oapi": round(rudder_rate / max(lark["burst"]["events_per_s"], 1e-9), 2),
         "rudder_vs_null_client": round(rudder_rate / max(null["burst"]["events_per_s"], 1e-9), 2),
         "rudder_recorded": rudder["recorded"],

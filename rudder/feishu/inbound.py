@@ -50,7 +50,9 @@ def is_stop(event: InboundEvent) -> bool:
 class InboundPipeline:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.writer = InboxWriter(services.sessions, services.engine.dialect.name)
+        self.writer = InboxWriter(
+            services.sessions, services.engine.dialect.name, services.engine.url
+        )
         self._queues: dict[str, asyncio.Queue[str]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._bots: dict[str, asyncio.Semaphore] = {}

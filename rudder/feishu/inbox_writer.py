@@ -22,14 +22,18 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import ColumnElement, Insert, Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rudder.db.models import InboundEvent as InboundRow
 from rudder.db.models import Integration
+
+if TYPE_CHECKING:
+    from rudder.feishu.inbox_sqlite import SqliteInbox
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +69,22 @@ class _Batch:
 
 
 class InboxWriter:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        dialect: str,
+        url: URL | str | None = None,
+    ) -> None:
         self._sessions = sessions
         self._dialect = dialect
+        # On-disk SQLite: each batch runs in one call on a writer thread (inbox_sqlite.py).
+        self._sqlite: SqliteInbox | None = None
+        if url is not None:
+            from rudder.feishu.inbox_sqlite import SqliteInbox, sqlite_file_url
+
+            sync_url = sqlite_file_url(url)
+            if sync_url is not None:
+                self._sqlite = SqliteInbox(sync_url)
         self._records: list[_Record] = []
         self._outcomes: list[_Outcome] = []
         self._wake = asyncio.Event()
@@ -98,6 +115,8 @@ class InboxWriter:
             await asyncio.wait({self._task}, timeout=5)
             if not self._task.done():
                 self._task.cancel()
+        if self._sqlite is not None:
+            await self._sqlite.close()
 
     def _kick(self) -> None:
         self._wake.set()
@@ -138,6 +157,16 @@ class InboxWriter:
                         _fail(single, one)
 
     async def _commit(self, batch: _Batch) -> None:
+        if self._sqlite is not None:
+            results = await self._sqlite.commit(
+                [r.values for r in batch.records],
+                [(o.row_id, o.outcome, o.reason) for o in batch.outcomes],
+            )
+        else:
+            results = await self._commit_session(batch)
+        self._settle(batch, results)
+
+    async def _commit_session(self, batch: _Batch) -> list[Received | Exception]:
         async with self._sessions() as session, session.begin():
             results = await self._insert(session, batch.records) if batch.records else []
             if batch.outcomes:
@@ -151,6 +180,9 @@ class InboxWriter:
                         for o in batch.outcomes
                     ],
                 )
+        return results
+
+    def _settle(self, batch: _Batch, results: list[Received | Exception]) -> None:
         # Committed: only now may the transports ack.
         self.batches += 1
         self.largest_batch = max(self.largest_batch, _size(batch))

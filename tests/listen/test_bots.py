@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from rudder.db.models import InboundEvent
 from rudder.feishu.events import parse_event
-from rudder.feishu.inbound import pipeline
+from rudder.feishu.inbound import Received, pipeline
 from tests.conftest import FeishuRig
 from tests.listen.support import (
     all_acked,
@@ -127,3 +127,26 @@ async def test_bound_chat_through_the_batching_inbox(rig: FeishuRig) -> None:
     await asyncio.gather(*(say(rig, chat, t) for t in texts))
     await all_acked(rig, chat.bot.app["app_id"], len(texts))
     await assert_exactly_once(rig, chat, texts)
+
+
+async def test_one_bad_event_in_a_batch_fails_only_itself(rig: FeishuRig) -> None:
+    bot = await connect_bot(rig)
+    inbox = pipeline(rig.services)
+    # On an on-disk SQLite database the batch runs on the writer thread (inbox_sqlite.py).
+    assert (inbox.writer._sqlite is not None) == (rig.services.engine.dialect.name == "sqlite")
+    app_id = bot.app["app_id"]
+    good = [parse_event(_event(app_id, f"ok-{i}", f"om_ok_{i}", f"g{i}")) for i in range(8)]
+    bad = parse_event(_event(app_id, "bad-1", "om_bad_1", "b"))
+    results = await asyncio.gather(
+        *(inbox.receive(bot.integration_id, e) for e in good),
+        inbox.receive("no-such-integration", bad),
+        return_exceptions=True,
+    )
+    assert isinstance(results[-1], LookupError)
+    assert all(isinstance(r, Received) and not r.duplicate for r in results[:-1])
+    again = await inbox.receive(bot.integration_id, good[3])
+    assert again.duplicate
+    await settled(rig)
+    async with rig.services.sessions() as session:
+        outcomes = list(await session.scalars(select(InboundEvent.outcome)))
+    assert sorted(outcomes) == ["duplicate"] + ["ignored"] * 8
