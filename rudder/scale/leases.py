@@ -71,10 +71,12 @@ _RENEW = text(
     "RETURNING integration_id"
 )
 
-# A lease we let lapse is renewed only if nobody else took it meanwhile (token unchanged).
+# A hand-over: only the current holder (same token) of a still-valid lease can end it early.
+# Once it lapsed, the former holder is fenced like anyone else and its release writes nothing.
 _RELEASE = text(
     "UPDATE bot_leases SET expires_at = now() "
-    "WHERE integration_id = :bot AND owner_instance_id = :me AND fencing_token = :token"
+    "WHERE integration_id = :bot AND owner_instance_id = :me AND fencing_token = :token "
+    "AND expires_at > now()"
 )
 
 
