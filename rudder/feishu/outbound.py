@@ -120,10 +120,14 @@ class Outbound:
         for ledger in ledgers:
             assert ledger.run_id is not None
             ending = await self.ending_of(ledger.run_id)
-            # A run not yet final is queued again by the executor and observed from its start.
-            if ending is not None and ledger.run_id not in self._replies:
-                reply = self._start_reply(ledger.run_id)
+            if ledger.run_id in self._replies:
+                continue
+            reply = self._start_reply(ledger.run_id)
+            if ending is not None:
                 reply.feed("end", ending.text, ending.status, ending.error)
+            # Not final yet: a queued run is resubmitted and observed into this reply; a run
+            # left `running` by a crash is marked failed by `runs.recover()`, which may commit
+            # after the read above and announces nothing: the reply looks at the run until then.
         in_replies = {i.run_id for i in ledgers}
         for item in items:
             if item.kind != calls.RUN and (item.run_id is None or item.run_id not in in_replies):
