@@ -225,7 +225,7 @@ class Sandbox:
             sender_type="user",
             sender_id=user.user_id,
             msg_type=msg_type,
-            content=json.dumps(content, ensure_ascii=False),
+            content=json.dumps(content, ensure_ascii=False, separators=(",", ":")),
             create_time=now,
             update_time=now,
             parent_id=parent.message_id if parent else None,

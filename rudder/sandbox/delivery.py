@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rudder.sandbox.state import App, DeliveryMode
+from rudder.sandbox.webhook import compact_json
 
 if TYPE_CHECKING:
     from rudder.sandbox.core import Sandbox
@@ -109,7 +109,7 @@ class DeliveryEngine:
         if app is None:
             delivery.attempts.append(Attempt(sandbox.clock.now(), "none", False, "app deleted"))
             return False
-        payload = json.dumps(delivery.event, ensure_ascii=False).encode()
+        payload = compact_json(delivery.event)
         started = sandbox.clock.now()
         if app.event_delivery is DeliveryMode.WEBHOOK:
             ok, detail = await sandbox.webhooks.deliver(app, payload)

@@ -16,10 +16,19 @@ if TYPE_CHECKING:
     from rudder.sandbox.core import Sandbox
 
 
+def compact_json(value: Any) -> bytes:
+    """JSON the way the Open Platform writes it: no spaces, UTF-8 as is.
+
+    The Node SDK signs over `JSON.stringify(body)`, which is compact; a body with spaces after
+    `:` or `,` fails its signature check ("verification failed event").
+    """
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def build_request(app: App, plaintext: bytes) -> tuple[bytes, dict[str, str]]:
     """The exact body and headers Feishu sends: encrypted when the app has an Encrypt Key."""
     if app.encrypt_key:
-        body = json.dumps({"encrypt": encrypt_body(app.encrypt_key, plaintext)}).encode()
+        body = compact_json({"encrypt": encrypt_body(app.encrypt_key, plaintext)})
     else:
         body = plaintext
     timestamp = str(int(time.time()))
@@ -78,7 +87,7 @@ class WebhookSender:
             "type": "url_verification",
         }
         try:
-            response = await self._post(app, json.dumps(event).encode())
+            response = await self._post(app, compact_json(event))
         except (httpx.HTTPError, OSError) as exc:
             return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
         try:
