@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rudder.sandbox.state import App, Brand
 
@@ -68,6 +69,37 @@ def host_brand(request: Request) -> Brand | None:
     if host.endswith(("feishu.cn", "larkoffice.com")):
         return "feishu"
     return None
+
+
+HOST_PREFIX = "/_hosts/"
+
+
+class HostPrefix:
+    """`/_hosts/<host>/<path>` serves `<path>` as if it had been asked of `<host>`.
+
+    The sandbox is one origin for every Feishu and Lark host. A client that can add a header says
+    which host it meant in X-Rudder-Original-Host; one that only takes a base URL (the SDKs'
+    `domain`), or a person's browser following a link, names the host in the path instead.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] in ("http", "websocket") and path.startswith(HOST_PREFIX):
+            named, slash, rest = path[len(HOST_PREFIX) :].partition("/")
+            if named and slash:
+                header = ORIGINAL_HOST_HEADER.encode()
+                headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != header]
+                headers.append((header, named.lower().encode("latin-1", "replace")))
+                scope = {
+                    **scope,
+                    "path": "/" + rest,
+                    "raw_path": ("/" + rest).encode(),
+                    "headers": headers,
+                }
+        await self.app(scope, receive, send)
 
 
 def app_visible(app: App, request: Request) -> bool:

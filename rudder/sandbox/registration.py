@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from rudder.sandbox.envelope import host_brand, json_response
+from rudder.sandbox.envelope import HOST_PREFIX, host_brand, json_response
 from rudder.sandbox.state import Brand, Registration, RegistrationStatus, new_user_code
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ async def registration(request: Request) -> Response:
 
 
 def _begin(sandbox: Sandbox, request: Request) -> Response:
+    # Both accounts hosts answer `begin` (third-party clients begin on accounts.larksuite.com and
+    # get an open.larksuite.com link back); the official SDKs and CLI always begin on Feishu's.
     now = sandbox.clock.now()
     reg = Registration(
         device_code=secrets.token_urlsafe(32),
@@ -63,6 +65,9 @@ def _begin(sandbox: Sandbox, request: Request) -> Response:
     sandbox.registrations[reg.device_code] = reg
     sandbox.touch()
     base = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+    if (named := host_brand(request)) is not None:
+        # The link is on the open host of the brand that was asked (open.feishu.cn/page/...).
+        base += f"{HOST_PREFIX}open.{'larksuite.com' if named == 'lark' else 'feishu.cn'}"
     return json_response(
         {
             "device_code": reg.device_code,
@@ -81,6 +86,8 @@ def _poll(sandbox: Sandbox, request: Request, device_code: str) -> Response:
     reg = sandbox.registrations.get(device_code)
     if reg is None:
         return _error("invalid_grant", "unknown device_code")
+    host = host_brand(request)
+    reg.polls[host or ""] = reg.polls.get(host or "", 0) + 1
     now = sandbox.clock.now()
     if reg.expired(now):
         return _error("expired_token", "the device code has expired")
@@ -98,11 +105,12 @@ def _poll(sandbox: Sandbox, request: Request, device_code: str) -> Response:
     if app is None or user is None:
         return _error("expired_token", "the approved app no longer exists")
     user_info = {"open_id": user.open_id(app.app_id), "tenant_brand": app.brand}
-    if app.brand == "lark" and _answers_as_feishu(reg, request):
-        # A Lark tenant approved on the Feishu host: say so, without the secret; the client
-        # re-polls the same device_code on accounts.larksuite.com (§2.5 domain switch).
+    if _answering_brand(reg, host) != app.brand:
+        # Feishu and Lark are separate clouds: the secret of a tenant's new app comes only from
+        # its own brand's accounts host. The other host names the tenant's brand, without the
+        # secret; the SDKs then re-poll the same device_code there at once (reference §2.5).
         reg.brand_switch_served = True
-        # The client re-polls at once on the other host; that poll is not "too fast".
+        # That immediate re-poll on the other host is not "too fast".
         reg.last_poll_at = None
         return json_response({"client_id": app.app_id, "user_info": user_info})
     return json_response(
@@ -110,13 +118,16 @@ def _poll(sandbox: Sandbox, request: Request, device_code: str) -> Response:
     )
 
 
-def _answers_as_feishu(reg: Registration, request: Request) -> bool:
-    brand = host_brand(request)
-    if brand is not None:
-        return brand == "feishu"
-    # One origin without the host header: answer the first poll as the Feishu host would,
-    # and later polls as the Lark host, so a client that switches hosts gets its secret.
-    return not reg.brand_switch_served
+def _answering_brand(reg: Registration, host: Brand | None) -> Brand:
+    """The brand of the accounts host answering this poll."""
+    if host is not None:
+        return host
+    # One origin and no host named: answer as the host the registration began on until the
+    # switch answer has been served, and as the tenant's host afterwards, so a client given the
+    # same URL for both hosts still completes.
+    if reg.brand_switch_served and reg.approved_brand is not None:
+        return reg.approved_brand
+    return reg.begin_brand
 
 
 def find_by_user_code(sandbox: Sandbox, user_code: str) -> Registration | None:
@@ -137,7 +148,8 @@ def approve(
     else:
         name = user_name or DEFAULT_USER_NAME
         user = sandbox.find_user_by_name(name) or sandbox.create_user(name)
-        chosen: Brand = brand or reg.begin_brand
+        # Whoever approves is signed in to the product whose confirm page they opened.
+        chosen: Brand = brand or reg.page_brand or reg.begin_brand
         prefill_name = reg.prefill.get("name")
         label = app_name or (prefill_name if isinstance(prefill_name, str) and prefill_name else "")
         app = sandbox.create_app((label or "Sandbox Bot").replace("{user}", user.name), chosen)
@@ -223,7 +235,10 @@ async def confirm_page(request: Request) -> Response:
         addons.get("events", {}).get("items", {}) if isinstance(addons.get("events"), dict) else {}
     )
     events = [e for v in items.values() if isinstance(v, list) for e in v if isinstance(e, str)]
-    brand = reg.begin_brand
+    page_host = host_brand(request)
+    if page_host is not None and reg.status is RegistrationStatus.PENDING:
+        reg.page_brand = page_host
+    brand = page_host or reg.page_brand or reg.begin_brand
     status = "expired" if reg.expired(sandbox.clock.now()) else reg.status.value
     page = _PAGE.format(
         user_code=html.escape(reg.user_code),

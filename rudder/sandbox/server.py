@@ -29,7 +29,7 @@ from rudder.sandbox import (
     slash,
 )
 from rudder.sandbox.core import Sandbox
-from rudder.sandbox.envelope import BAD_REQUEST_CODE, json_response
+from rudder.sandbox.envelope import BAD_REQUEST_CODE, HostPrefix, json_response
 
 DEFAULT_PORT = 3200
 log = logging.getLogger("rudder.sandbox")
@@ -106,7 +106,7 @@ def create_sandbox_app(sandbox: Sandbox | None = None) -> Starlette:
 
     app = Starlette(
         routes=_routes(),
-        middleware=[Middleware(_NeverCrash)],
+        middleware=[Middleware(_NeverCrash), Middleware(HostPrefix)],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )

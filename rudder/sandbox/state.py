@@ -242,6 +242,8 @@ class Registration:
     user_id: str | None = None
     approved_brand: Brand | None = None
     brand_switch_served: bool = False
+    page_brand: Brand | None = None  # the product whose confirm page was opened, when known
+    polls: dict[str, int] = field(default_factory=dict)  # poll count per host brand ("" unknown)
     prefill: dict[str, Any] = field(default_factory=dict)
 
     def public(self, now: float) -> dict[str, Any]:
@@ -250,7 +252,10 @@ class Registration:
             "status": self.status.value,
             "expired": self.expired(now),
             "expires_at": self.created_at + self.expires_in,
-            "brand": self.approved_brand or self.begin_brand,
+            "brand": self.approved_brand or self.page_brand or self.begin_brand,
+            "begin_brand": self.begin_brand,
+            "page_brand": self.page_brand,
+            "polls": dict(self.polls),
             "app_id": self.app_id,
             "user_id": self.user_id,
             "prefill": self.prefill,

@@ -82,53 +82,30 @@ async def test_sdk_ws_client_reassembles_fragmented_events(sandbox: SandboxHarne
         await proc.wait()
 
 
-async def test_sdk_register_app_completes_after_approval(sandbox: SandboxHarness) -> None:
+def _hosts(sandbox: SandboxHarness) -> dict[str, str]:
+    """register_app's two accounts hosts, each its own base URL on the sandbox."""
+    return {
+        "domain": f"{sandbox.url}/_hosts/accounts.feishu.cn",
+        "lark_domain": f"{sandbox.url}/_hosts/accounts.larksuite.com",
+    }
+
+
+async def _register_with_sdk(
+    sandbox: SandboxHarness, brand: str, hosts: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, Any], list[str], dict[str, Any], dict[str, Any]]:
+    """lark-oapi's register_app, approved as a `brand` tenant once its link is ready."""
+    from lark_oapi.scene.registration import register_app  # slow import: not in the thread
+
     await sandbox.control("PATCH", "/settings", json={"registration_interval": 0.2})
     seen: dict[str, Any] = {}
-
-    def run() -> dict[str, Any]:
-        from lark_oapi.scene.registration import register_app
-
-        result: dict[str, Any] = register_app(
-            on_qr_code=lambda info: seen.update(info),
-            domain=sandbox.url,
-            lark_domain=sandbox.url,
-            app_preset={"name": "Rudder Agent", "desc": "made by a test"},
-        )
-        return result
-
-    task = asyncio.create_task(asyncio.to_thread(run))
-
-    async def pending() -> list[dict[str, Any]]:
-        return list((await sandbox.control("GET", "/registrations?status=pending"))["items"])
-
-    [registration] = await eventually(pending)
-    assert registration["user_code"] in seen["url"]
-    page = await sandbox.http.get(seen["url"].replace(sandbox.url, ""))
-    assert "Rudder Agent" in page.text and "made by a test" in page.text
-    approved = await sandbox.control(
-        "POST", f"/registrations/{registration['user_code']}/approve", json={"user_name": "Ann"}
-    )
-    result = await asyncio.wait_for(task, timeout=20)
-    assert result["client_id"] == approved["app_id"]
-    assert result["client_secret"] == approved["app_secret"]
-    assert result["user_info"] == {"open_id": approved["open_id"], "tenant_brand": "feishu"}
-    app = await sandbox.control("GET", f"/apps/{approved['app_id']}")
-    assert app["name"] == "Rudder Agent"
-
-
-async def test_sdk_register_app_follows_the_lark_brand_switch(sandbox: SandboxHarness) -> None:
-    await sandbox.control("PATCH", "/settings", json={"registration_interval": 0.2})
     statuses: list[str] = []
 
     def run() -> dict[str, Any]:
-        from lark_oapi.scene.registration import register_app
-
         result: dict[str, Any] = register_app(
-            on_qr_code=lambda info: None,
+            on_qr_code=lambda info: seen.update(info),
             on_status_change=lambda info: statuses.append(info["status"]),
-            domain=sandbox.url,
-            lark_domain=sandbox.url,
+            app_preset={"name": "Rudder Agent", "desc": "made by a test"},
+            **hosts,
         )
         return result
 
@@ -137,14 +114,83 @@ async def test_sdk_register_app_follows_the_lark_brand_switch(sandbox: SandboxHa
     async def pending() -> list[dict[str, Any]]:
         return list((await sandbox.control("GET", "/registrations?status=pending"))["items"])
 
-    [registration] = await eventually(pending)
+    [registration] = await eventually(pending, within=30)
+    await eventually(lambda: asyncio.sleep(0, result=bool(seen)))
+    assert registration["user_code"] in seen["url"]
+    page = await sandbox.http.get(seen["url"])
+    assert "Rudder Agent" in page.text and "made by a test" in page.text
     approved = await sandbox.control(
-        "POST", f"/registrations/{registration['user_code']}/approve", json={"brand": "lark"}
+        "POST", f"/registrations/{registration['user_code']}/approve", json={"brand": brand}
     )
-    result = await asyncio.wait_for(task, timeout=20)
+    result = await asyncio.wait_for(task, timeout=30)
+    after = await sandbox.control("GET", f"/registrations/{registration['user_code']}")
+    return result, approved, statuses, after, seen
+
+
+async def test_sdk_register_app_feishu_tenant(sandbox: SandboxHarness) -> None:
+    result, approved, statuses, registration, seen = await _register_with_sdk(
+        sandbox, "feishu", _hosts(sandbox)
+    )
+    assert result["client_id"] == approved["app_id"]
+    assert result["client_secret"] == approved["app_secret"]
+    assert result["user_info"] == {"open_id": approved["open_id"], "tenant_brand": "feishu"}
+    assert "domain_switched" not in statuses
+    # Begun and polled on accounts.feishu.cn only; the link is on open.feishu.cn.
+    assert registration["begin_brand"] == "feishu" and set(registration["polls"]) == {"feishu"}
+    assert "/_hosts/open.feishu.cn/page/cli?" in seen["url"]
+    app = await sandbox.control("GET", f"/apps/{approved['app_id']}")
+    assert app["name"] == "Rudder Agent" and app["brand"] == "feishu"
+
+
+async def test_sdk_register_app_lark_tenant_follows_the_brand_switch(
+    sandbox: SandboxHarness,
+) -> None:
+    result, approved, statuses, registration, _ = await _register_with_sdk(
+        sandbox, "lark", _hosts(sandbox)
+    )
     assert "domain_switched" in statuses
     assert result["client_secret"] == approved["app_secret"]
-    assert result["user_info"]["tenant_brand"] == "lark"
+    assert result["user_info"] == {"open_id": approved["open_id"], "tenant_brand": "lark"}
+    # The Feishu host named the Lark tenant without the secret; one poll on Lark fetched it.
+    assert registration["begin_brand"] == "feishu"
+    assert registration["polls"]["lark"] == 1 and registration["polls"]["feishu"] >= 1
+    app = await sandbox.control("GET", f"/apps/{approved['app_id']}")
+    assert app["brand"] == "lark"
+
+
+async def test_sdk_register_app_given_one_origin_for_both_hosts(sandbox: SandboxHarness) -> None:
+    """Without a host named, the sandbox still lets the SDK's switch complete."""
+    one = {"domain": sandbox.url, "lark_domain": sandbox.url}
+    result, approved, statuses, registration, _ = await _register_with_sdk(sandbox, "lark", one)
+    assert "domain_switched" in statuses
+    assert result["client_secret"] == approved["app_secret"]
+    assert set(registration["polls"]) == {""}
+
+
+async def test_secrets_come_only_from_the_tenants_own_accounts_host(
+    sandbox: SandboxHarness,
+) -> None:
+    """Separate clouds: the other brand's host names the tenant, never hands out the secret."""
+    reg_path = "/oauth/v1/app/registration"
+    await sandbox.control("PATCH", "/settings", json={"registration_interval": 0})
+    for tenant, other, own in (
+        ("lark", "accounts.feishu.cn", "accounts.larksuite.com"),
+        ("feishu", "accounts.larksuite.com", "accounts.feishu.cn"),
+    ):
+        begun = (
+            await sandbox.http.post(f"/_hosts/{other}{reg_path}", data={"action": "begin"})
+        ).json()
+        approved = await sandbox.control(
+            "POST", f"/registrations/{begun['user_code']}/approve", json={"brand": tenant}
+        )
+        poll = {"action": "poll", "device_code": begun["device_code"]}
+        there = (await sandbox.http.post(f"/_hosts/{other}{reg_path}", data=poll)).json()
+        assert there == {
+            "client_id": approved["app_id"],
+            "user_info": {"open_id": approved["open_id"], "tenant_brand": tenant},
+        }
+        home = (await sandbox.http.post(f"/_hosts/{own}{reg_path}", data=poll)).json()
+        assert home["client_secret"] == approved["app_secret"]
 
 
 def test_sdk_aes_cipher_decrypts_a_sandbox_webhook_body_and_signature_matches() -> None:
