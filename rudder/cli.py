@@ -315,9 +315,13 @@ def feishu_connect(
                 time.sleep(1)
         if status["status"] == "connected":
             info = client.get(f"/api/agents/{found['id']}/integrations/feishu").json()
+            ended = "Feishu CN" if status.get("connected_region") == "feishu" else "Lark Global"
             console.print(
-                f"[green]✓ connected[/] — bot {info['bot_name']} ({info['app_id']}) is listening."
+                f"[green]✓ connected to {ended}[/] — bot {info['bot_name']} ({info['app_id']}) "
+                "is listening."
             )
+            if status.get("connected_region") not in (None, region):
+                console.print(status.get("outcome") or "")
             return
         console.print(f"[red]{status['status']}:[/] {status.get('error') or 'no answer in time'}")
         raise typer.Exit(1)

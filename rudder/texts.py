@@ -12,9 +12,10 @@ EXAMPLE_AGENT_LABEL = "Example agent — offline, for trying Rudder out"
 # -- Feishu / Lark connect ------------------------------------------------------------------------
 SETUP_EXPIRED = "Setup expired — start again from the agent's Integrations tab."
 SETUP_DENIED = "The app authorization was declined in {product}. Start again when you are ready."
-SETUP_WRONG_PRODUCT = (
-    "This app was authorized in {actual}, but the setup was started for {chosen}. "
-    "Check whether you selected Feishu CN or Lark Global: start again and choose {actual}."
+SETUP_CONNECTED = "Connected to {product}."
+SETUP_ENDED_ON_OTHER = (
+    "The app was authorized in {actual}, so this bot is on {actual} "
+    "(the setup was started for {chosen})."
 )
 SETUP_REPLACED = "Replaced by a newer setup for this agent."
 SETUP_SERVER_ERROR = "{product} answered the setup with an error: {detail}"

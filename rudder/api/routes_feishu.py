@@ -29,7 +29,9 @@ class SetupIn(TextInput):
 class SetupOut(BaseModel):
     setup_id: str
     agent_id: str
-    region: str
+    region: str  # the product chosen when the setup started
+    connected_region: str | None  # the product the app ended on, once connected
+    outcome: str | None  # that, in words for people
     status: str
     verification_url: str | None
     user_code: str | None

@@ -5,7 +5,8 @@ wrong product fails visibly instead of half-working.
 
 With `RUDDER_FEISHU_BASE_URL` set (the sandbox, or a proxy), every call goes to that origin and
 names the host it would have used in `X-Rudder-Original-Host`; the sandbox uses the header to
-answer only for apps of the matching brand, exactly as the real clouds do.
+answer only for apps of the matching brand, exactly as the real clouds do. A link for a person's
+browser cannot carry a header, so it names the host in its path: `<origin>/_hosts/<host>/...`.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def endpoint(region: Region, kind: HostKind, base_url_override: str | None = Non
     real = f"https://{host(region, kind)}"
     if base_url_override:
         base = base_url_override.rstrip("/")
-        return Endpoint(base, {ORIGINAL_HOST_HEADER: host(region, kind)}, base)
+        named = host(region, kind)
+        return Endpoint(base, {ORIGINAL_HOST_HEADER: named}, f"{base}/_hosts/{named}")
     return Endpoint(real, {}, real)
 
 

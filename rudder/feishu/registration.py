@@ -1,5 +1,12 @@
 """One-click app registration on the accounts host (reference §2): begin, link, poll.
 
+The flow is the official SDKs' (`lark_oapi.scene.registration`, the Node SDK's `registerApp`):
+`begin` always goes to the Feishu accounts host, whichever product was chosen, and so does the
+first poll; the first answer naming `tenant_brand: lark` moves polling, once, to the Lark
+accounts host, where the secret comes from. The product chosen only decides the verification
+link's host (the official CLI does the same). The product the app ends on is the host that
+issued its secret.
+
 Errors, including `authorization_pending`, come back as HTTP 400 with a JSON body, so every
 answer is parsed whatever its status.
 """
@@ -20,6 +27,8 @@ from rudder.feishu.errors import FeishuTransportError
 from rudder.feishu.regions import HostKind, Region, endpoint
 
 PATH = "/oauth/v1/app/registration"
+# Registration always begins on the Feishu accounts host (both SDKs' default `domain`).
+BEGIN_REGION = Region.FEISHU
 SLOW_DOWN_STEP_S = 5
 MAX_INTERVAL_S = 60
 
@@ -56,7 +65,7 @@ class PollState(StrEnum):
     DENIED = "denied"
     EXPIRED = "expired"
     APPROVED = "approved"
-    SWITCH_TO_LARK = "switch_to_lark"  # a Lark tenant answered on the Feishu host, no secret
+    SWITCH_TO_LARK = "switch_to_lark"  # the answer names a Lark tenant: poll the Lark host now
     ERROR = "error"
 
 
@@ -121,9 +130,9 @@ def _seconds(value: Any, default: float) -> float:
     return default
 
 
-async def begin(
-    http: httpx.AsyncClient, region: Region, base_url_override: str | None = None
-) -> Begun:
+async def begin(http: httpx.AsyncClient, base_url_override: str | None = None) -> Begun:
+    """`action=begin` on the Feishu accounts host, as the SDKs do for either product."""
+    region = BEGIN_REGION
     status, body = await _post(
         http,
         region,
@@ -154,11 +163,43 @@ async def begin(
 
 
 async def poll(
-    http: httpx.AsyncClient, region: Region, device_code: str, base_url_override: str | None = None
+    http: httpx.AsyncClient,
+    region: Region,
+    device_code: str,
+    base_url_override: str | None = None,
+    *,
+    switched: bool = False,
 ) -> PollResult:
+    """One `action=poll` on `region`'s accounts host; `switched` once polling moved to Lark."""
     _, body = await _post(
         http, region, {"action": "poll", "device_code": device_code}, base_url_override
     )
+    user_info = body.get("user_info")
+    user_info = user_info if isinstance(user_info, dict) else {}
+    brand = user_info.get("tenant_brand")
+    owner = user_info.get("open_id")
+    # The SDKs switch once, before looking at anything else in the answer (node `startPolling`;
+    # py `_handle_poll_response` does the same whenever the secret is missing).
+    if brand == "lark" and not switched and region is not Region.LARK:
+        return PollResult(
+            PollState.SWITCH_TO_LARK,
+            client_id=str(body["client_id"]) if body.get("client_id") else None,
+            tenant_brand="lark",
+        )
+    if body.get("client_id") and body.get("client_secret"):
+        if brand and brand != region.value:
+            # The issuing host is authoritative; a contradicting tenant brand is a protocol error.
+            return PollResult(
+                PollState.ERROR,
+                detail=f"the {region.label} accounts host issued an app of a {brand} tenant",
+            )
+        return PollResult(
+            PollState.APPROVED,
+            client_id=str(body["client_id"]),
+            client_secret=str(body["client_secret"]),
+            tenant_brand=str(brand) if brand else region.value,
+            owner_open_id=str(owner) if owner else None,
+        )
     error = body.get("error")
     if error:
         detail = str(body.get("error_description") or error)
@@ -170,21 +211,7 @@ async def poll(
             "invalid_grant": PollState.EXPIRED,
         }.get(str(error), PollState.ERROR)
         return PollResult(state, detail=detail)
-    user_info = body.get("user_info") or {}
-    brand = user_info.get("tenant_brand") if isinstance(user_info, dict) else None
-    owner = user_info.get("open_id") if isinstance(user_info, dict) else None
-    if body.get("client_id") and not body.get("client_secret"):
-        if brand == "lark" and region is Region.FEISHU:
-            return PollResult(
-                PollState.SWITCH_TO_LARK, client_id=str(body["client_id"]), tenant_brand=brand
-            )
-        return PollResult(PollState.ERROR, detail="the registration answered without an app secret")
     if body.get("client_id"):
-        return PollResult(
-            PollState.APPROVED,
-            client_id=str(body["client_id"]),
-            client_secret=str(body["client_secret"]),
-            tenant_brand=str(brand) if brand else None,
-            owner_open_id=str(owner) if owner else None,
-        )
+        # No secret and no error: keep polling until the code expires (node SDK, official CLI).
+        return PollResult(PollState.PENDING, detail="answered without an app secret")
     return PollResult(PollState.ERROR, detail="unexpected registration answer")

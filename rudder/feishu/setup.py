@@ -4,7 +4,13 @@ Lifecycle (transitions only in `_finish`):
   pending ─┬─> connected   the app was approved and its credential verified and stored
            ├─> denied      the person declined on the confirm page
            ├─> expired     the registration code or our 10-minute limit ran out
-           └─> failed      wrong product, replaced by a newer setup, or an unrecoverable error
+           └─> failed      replaced by a newer setup, or an unrecoverable error
+
+As in the official SDKs, registration begins and polls on the Feishu accounts host whichever
+product was chosen (`region`, which picks the verification link's host); an answer naming a Lark
+tenant moves polling to the Lark host once (`poll_host`, kept across a restart). The app ends on
+the product whose host issued its secret (`connected_region`), which may differ from `region`:
+a Lark tenant approving a Feishu CN setup gets a Lark Global bot, as the SDKs would.
 """
 
 from __future__ import annotations
@@ -41,11 +47,32 @@ def _aad(session_id: str) -> str:
     return secret_aad("setup_sessions", session_id, "device_code")
 
 
+def connected_region(row: SetupSession) -> Region | None:
+    """The product the app ended on: the host that issued its secret (None until connected)."""
+    if row.status != "connected":
+        return None
+    return Region(row.poll_host or reg.BEGIN_REGION.value)
+
+
+def outcome_text(row: SetupSession) -> str | None:
+    """What the setup ended on, in words for people (None while pending or when it failed)."""
+    ended = connected_region(row)
+    if ended is None:
+        return None
+    chosen = Region(row.region)
+    if ended is chosen:
+        return texts.SETUP_CONNECTED.format(product=ended.label)
+    return texts.SETUP_ENDED_ON_OTHER.format(actual=ended.label, chosen=chosen.label)
+
+
 def setup_view(row: SetupSession) -> dict[str, Any]:
+    ended = connected_region(row)
     return {
         "setup_id": row.id,
         "agent_id": row.agent_id,
         "region": row.region,
+        "connected_region": ended.value if ended else None,
+        "outcome": outcome_text(row),
         "status": row.status,
         "verification_url": row.verification_url,
         "user_code": row.user_code,
@@ -66,7 +93,7 @@ class SetupPoller:
 
     async def start(self, agent: Agent, region: Region, *, actor: str) -> SetupSession:
         services = self.services
-        begun = await reg.begin(services.http, region, services.settings.feishu_base_url)
+        begun = await reg.begin(services.http, services.settings.feishu_base_url)
         now = utcnow()
         async with services.sessions() as session, session.begin():
             # One live setup per agent: a newer Connect replaces the older one.
@@ -89,7 +116,7 @@ class SetupPoller:
                     base_url_override=services.settings.feishu_base_url,
                 ),
                 poll_interval_s=max(1, round(begun.interval_s)),
-                poll_host=region.value,
+                poll_host=reg.BEGIN_REGION.value,
                 expires_at=now + timedelta(seconds=min(begun.expires_in_s, MAX_SETUP_S)),
             )
             session.add(row)
@@ -156,7 +183,9 @@ class SetupPoller:
                 action=f"feishu.setup_{status}",
                 entity_type="setup_session",
                 entity_id=row.id,
-                details={"error": error} if error else {},
+                details={"error": error}
+                if error
+                else ({"region": row.poll_host} if status == "connected" else {}),
             )
         self.services.live.publish(setup_topic(setup_id), "setup.updated", setup_view(row))
         return row
@@ -178,21 +207,32 @@ class SetupPoller:
                 return
             device_code = services.box.decrypt(row.device_code_ciphertext, _aad(row.id))
             chosen = Region(row.region)
-            poll_region = Region(row.poll_host or row.region)
+            poll_region = Region(row.poll_host or reg.BEGIN_REGION.value)
             # The stored interval is whole seconds (for a resume); a fresh start knows it exactly.
             interval = interval_s if interval_s is not None else float(row.poll_interval_s)
             expires_at, agent_id = row.expires_at, row.agent_id
         transport_failures = 0
+        switched = poll_region is not reg.BEGIN_REGION
+        wait = True
         while True:
             remaining = (expires_at - utcnow()).total_seconds()
             if remaining <= 0:
                 await self._finish(setup_id, "expired", texts.SETUP_EXPIRED)
                 return
-            # Sleep before each poll, as the SDKs do, but never past the deadline.
-            await asyncio.sleep(min(interval, remaining))
+            # Sleep before each poll, as the SDKs do, but never past the deadline; the poll right
+            # after the switch to the Lark host goes at once (both SDKs).
+            if wait:
+                await asyncio.sleep(min(interval, remaining))
+            wait = True
+            # Until an answer names the tenant, the person is on the product they chose.
+            talking_to = poll_region if switched else chosen
             try:
                 result = await reg.poll(
-                    services.http, poll_region, device_code, services.settings.feishu_base_url
+                    services.http,
+                    poll_region,
+                    device_code,
+                    services.settings.feishu_base_url,
+                    switched=switched,
                 )
             except FeishuError as exc:
                 transport_failures += 1
@@ -201,7 +241,7 @@ class SetupPoller:
                     await self._finish(
                         setup_id,
                         "failed",
-                        texts.SETUP_UNREACHABLE.format(product=chosen.label, detail=exc.msg),
+                        texts.SETUP_UNREACHABLE.format(product=talking_to.label, detail=exc.msg),
                     )
                     return
                 interval = min(reg.MAX_INTERVAL_S, max(interval, 0.2) * 1.5 + random.random() * 0.2)
@@ -214,15 +254,12 @@ class SetupPoller:
                 interval = min(reg.MAX_INTERVAL_S, interval + reg.SLOW_DOWN_STEP_S)
                 continue
             if state is reg.PollState.SWITCH_TO_LARK:
-                await self._finish(
-                    setup_id,
-                    "failed",
-                    texts.SETUP_WRONG_PRODUCT.format(actual=Region.LARK.label, chosen=chosen.label),
-                )
-                return
+                switched, wait, poll_region = True, False, Region.LARK
+                await self._switch_poll_host(setup_id, poll_region)
+                continue
             if state is reg.PollState.DENIED:
                 await self._finish(
-                    setup_id, "denied", texts.SETUP_DENIED.format(product=chosen.label)
+                    setup_id, "denied", texts.SETUP_DENIED.format(product=talking_to.label)
                 )
                 return
             if state is reg.PollState.EXPIRED:
@@ -232,26 +269,29 @@ class SetupPoller:
                 await self._finish(
                     setup_id,
                     "failed",
-                    texts.SETUP_SERVER_ERROR.format(product=chosen.label, detail=result.detail),
+                    texts.SETUP_SERVER_ERROR.format(product=talking_to.label, detail=result.detail),
                 )
                 return
             assert result.client_id and result.client_secret
-            if result.tenant_brand and result.tenant_brand != chosen.value:
-                actual = (
-                    Region(result.tenant_brand)
-                    if result.tenant_brand in ("feishu", "lark")
-                    else None
-                )
-                await self._finish(
-                    setup_id,
-                    "failed",
-                    texts.SETUP_WRONG_PRODUCT.format(
-                        actual=actual.label if actual else result.tenant_brand, chosen=chosen.label
-                    ),
-                )
-                return
-            await self._complete(setup_id, agent_id, chosen, result)
+            # The host that issued the secret is the product the app lives on.
+            await self._complete(setup_id, agent_id, poll_region, result)
             return
+
+    async def _switch_poll_host(self, setup_id: str, region: Region) -> None:
+        async with self.services.sessions() as session, session.begin():
+            row = await session.get(SetupSession, setup_id)
+            if row is None or row.status in FINAL:
+                return
+            row.poll_host = region.value
+            activity.record(
+                session,
+                org_id=row.org_id,
+                actor="system",
+                action="feishu.setup_switched",
+                entity_type="setup_session",
+                entity_id=row.id,
+                details={"region": row.region, "poll_host": region.value},
+            )
 
     async def _complete(
         self, setup_id: str, agent_id: str, region: Region, result: reg.PollResult

@@ -79,6 +79,10 @@ async def _panel_context(
         # A finished setup is only worth showing when it did not connect (expired, denied, ...).
         "setup": setup if setup and setup.status != "connected" else None,
         "setup_product": setup_product,
+        # A setup that ended on the other product (a Lark tenant approved a Feishu CN setup) says so.
+        "setup_switched": setups.outcome_text(setup)
+        if connected and setup and setup.status == "connected" and setup.region != setup.poll_host
+        else None,
         "qr": qr_svg(setup.verification_url)
         if setup and setup.status == "pending" and setup.verification_url
         else None,

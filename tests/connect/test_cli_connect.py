@@ -53,7 +53,7 @@ async def test_cli_connect_prints_link_and_waits_for_connected(settings: Setting
             result = await asyncio.wait_for(call, 30)
     assert result.exit_code == 0, result.output
     assert "/page/cli?user_code=" in result.output
-    assert "connected" in result.output
+    assert "connected to Feishu CN" in result.output
 
 
 async def test_cli_status_lists_each_agents_bot(

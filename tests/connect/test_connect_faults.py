@@ -54,10 +54,15 @@ async def test_every_request_goes_to_its_region(region: Region, suffix: str) -> 
     async with http:
         bot = BotClient(http, region, "cli_0123456789abcdef", "s")
         await bot.bot_info()
-        await registration.begin(http, region)
         link = registration.verification_url(region, "U", name="N", desc="D")
     assert seen and all(r.url.host.endswith(suffix) for r in seen), [str(r.url) for r in seen]
     assert link.startswith(f"https://open.{suffix}/page/cli?")
+    # Registration begins on Feishu's accounts host whichever product (as the official SDKs do).
+    seen, http = _capture()
+    async with http:
+        await registration.begin(http)
+        await registration.poll(http, region, "d")
+    assert [r.url.host for r in seen] == ["accounts.feishu.cn", f"accounts.{suffix}"]
     # Through an override origin the intended host travels in a header.
     seen, http = _capture()
     async with http:

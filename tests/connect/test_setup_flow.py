@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -9,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 from sqlalchemy import select
 
 from rudder import texts
-from rudder.db.models import Integration, Secret, utcnow
+from rudder.db.models import ActivityLog, Integration, Secret, SetupSession, utcnow
 from rudder.feishu.registration import BOT_EVENTS
 from tests.conftest import FeishuRig
 from tests.helpers import default_org_and_agent, wait_for
@@ -38,7 +39,9 @@ async def test_connect_feishu_end_to_end(rig: FeishuRig) -> None:
     assert setup["status"] == "pending" and setup["user_code"]
     url = urlparse(setup["verification_url"])
     query = parse_qs(url.query)
-    assert url.path == "/page/cli" and query["user_code"] == [setup["user_code"]]
+    # On the sandbox the link names the host it stands for: Feishu's open host.
+    assert url.path == "/_hosts/open.feishu.cn/page/cli"
+    assert query["user_code"] == [setup["user_code"]]
     assert query["name"] == [agent["name"]]  # the bot name is prefilled
     # The confirm page (what the person sees) shows the prefilled name and the requested events.
     page = await rig.sb.get(url.path + "?" + url.query)
@@ -49,6 +52,10 @@ async def test_connect_feishu_end_to_end(rig: FeishuRig) -> None:
     )
     done = await _status(rig, setup["setup_id"], "connected")
     assert done["error"] is None
+    assert done["region"] == "feishu" and done["connected_region"] == "feishu"
+    assert done["outcome"] == texts.SETUP_CONNECTED.format(product="Feishu CN")
+    registration = await rig.control("GET", f"/registrations/{setup['user_code']}")
+    assert registration["begin_brand"] == "feishu" and set(registration["polls"]) == {"feishu"}
 
     integration = (await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu")).json()
     assert integration["status"] == "connected" and integration["region"] == "feishu"
@@ -74,29 +81,90 @@ async def test_connect_feishu_end_to_end(rig: FeishuRig) -> None:
         assert secret is not None and app["app_secret"].encode() not in secret.ciphertext
 
 
-async def test_connect_lark_global(rig: FeishuRig) -> None:
+async def _registration(rig: FeishuRig, user_code: str) -> dict[str, Any]:
+    result: dict[str, Any] = await rig.control("GET", f"/registrations/{user_code}")
+    return result
+
+
+async def test_connect_lark_global_begins_on_feishu_and_switches(rig: FeishuRig) -> None:
+    """As the official SDKs do: begin and first polls on Feishu, the secret from Lark."""
     agent, setup = await _start(rig, "lark")
-    assert "/page/cli" in setup["verification_url"]
-    await rig.control(
-        "POST", f"/registrations/{setup['user_code']}/approve", json={"brand": "lark"}
-    )
-    await _status(rig, setup["setup_id"], "connected")
+    url = urlparse(setup["verification_url"])
+    # The link is on the chosen product's host, though the code was begun on Feishu's.
+    assert url.path == "/_hosts/open.larksuite.com/page/cli"
+    assert (await _registration(rig, setup["user_code"]))["begin_brand"] == "feishu"
+    # The person opens the Lark page, signed in to their Lark tenant, and approves there.
+    page = await rig.sb.get(url.path + "?" + url.query)
+    assert 'value="lark" selected' in page.text
+    await rig.control("POST", f"/registrations/{setup['user_code']}/approve", json={})
+    done = await _status(rig, setup["setup_id"], "connected")
+    assert done["region"] == "lark" and done["connected_region"] == "lark"
+    assert done["outcome"] == texts.SETUP_CONNECTED.format(product="Lark Global")
+    registration = await _registration(rig, setup["user_code"])
+    assert registration["brand"] == "lark"
+    assert registration["polls"]["feishu"] >= 1 and registration["polls"]["lark"] == 1
     integration = (await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu")).json()
-    assert integration["region"] == "lark"
+    assert integration["status"] == "connected" and integration["region"] == "lark"
+    async with rig.services.sessions() as session:
+        row = await session.get(SetupSession, setup["setup_id"])
+        assert row is not None and row.poll_host == "lark"
+    panel = (
+        await rig.client.get(
+            f"/agents/{agent['id']}/integrations/panel", headers={"HX-Request": "true"}
+        )
+    ).text
+    assert "on Lark Global" in panel and 'data-testid="setup-switched"' not in panel
 
 
-async def test_wrong_product_is_caught(rig: FeishuRig) -> None:
-    """Chose Feishu CN, but a Lark Global tenant approved: the setup says which to pick."""
+async def test_a_lark_tenant_approving_a_feishu_setup_gets_a_lark_bot(rig: FeishuRig) -> None:
+    """Chose Feishu CN, a Lark Global tenant approved: the SDKs complete it as a Lark app."""
     agent, setup = await _start(rig, "feishu")
     await rig.control(
         "POST", f"/registrations/{setup['user_code']}/approve", json={"brand": "lark"}
     )
-    failed = await _status(rig, setup["setup_id"], "failed")
-    assert failed["error"] == texts.SETUP_WRONG_PRODUCT.format(
+    done = await _status(rig, setup["setup_id"], "connected")
+    assert done["error"] is None
+    assert done["region"] == "feishu" and done["connected_region"] == "lark"
+    assert done["outcome"] == texts.SETUP_ENDED_ON_OTHER.format(
         actual="Lark Global", chosen="Feishu CN"
     )
     integration = (await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu")).json()
-    assert integration["status"] == "disconnected"
+    assert integration["status"] == "connected" and integration["region"] == "lark"
+    # Its token works on the Lark open host only: the bot really is a Lark app.
+    app = await rig.control("GET", f"/apps/{integration['app_id']}")
+    assert app["brand"] == "lark" and integration["bot_open_id"] == app["bot_open_id"]
+    async with rig.services.sessions() as session:
+        logged = list(
+            await session.scalars(
+                select(ActivityLog).where(ActivityLog.entity_id == setup["setup_id"])
+            )
+        )
+    by_action = {a.action: a.details for a in logged}
+    assert by_action["feishu.setup_switched"] == {"region": "feishu", "poll_host": "lark"}
+    assert by_action["feishu.setup_connected"] == {"region": "lark"}
+    # The Integrations tab says so too.
+    panel = (
+        await rig.client.get(
+            f"/agents/{agent['id']}/integrations/panel", headers={"HX-Request": "true"}
+        )
+    ).text
+    assert 'data-testid="setup-switched"' in panel and "on Lark Global" in panel
+    assert html.escape(done["outcome"]) in panel
+
+
+async def test_a_feishu_tenant_approving_a_lark_setup_gets_a_feishu_bot(rig: FeishuRig) -> None:
+    agent, setup = await _start(rig, "lark")
+    await rig.control(
+        "POST", f"/registrations/{setup['user_code']}/approve", json={"brand": "feishu"}
+    )
+    done = await _status(rig, setup["setup_id"], "connected")
+    assert done["connected_region"] == "feishu"
+    assert done["outcome"] == texts.SETUP_ENDED_ON_OTHER.format(
+        actual="Feishu CN", chosen="Lark Global"
+    )
+    assert set((await _registration(rig, setup["user_code"]))["polls"]) == {"feishu"}
+    integration = (await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu")).json()
+    assert integration["region"] == "feishu"
 
 
 async def test_denied(rig: FeishuRig) -> None:
