@@ -152,3 +152,88 @@ async def test_unreachable_platform_fails_the_setup_clearly(rig: FeishuRig) -> N
     )
     status = (await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu")).json()
     assert status["status"] == "disconnected" and status["id"] is None  # nothing half-saved
+
+
+def _answers(*bodies: dict[str, object]) -> tuple[list[httpx.Request], httpx.AsyncClient]:
+    seen: list[httpx.Request] = []
+    queue = list(bodies)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        body = queue.pop(0)
+        return httpx.Response(400 if "error" in body else 200, json=body)
+
+    return seen, httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+async def test_poll_reads_answers_in_the_sdks_order() -> None:
+    lark_info = {"open_id": "ou_1", "tenant_brand": "lark"}
+    seen, http = _answers(
+        # Named a Lark tenant: switch first, whatever else the answer holds (node SDK, CLI).
+        {"error": "authorization_pending", "user_info": lark_info},
+        {"client_id": "cli_1", "client_secret": "s", "user_info": lark_info},
+        # On Feishu after no switch: a Feishu tenant's app.
+        {"client_id": "cli_2", "client_secret": "t", "user_info": {"tenant_brand": "feishu"}},
+        # No secret and no error: keep polling (node SDK, CLI).
+        {"client_id": "cli_3"},
+        # A host issuing an app of the other brand's tenant contradicts itself.
+        {"client_id": "cli_4", "client_secret": "u", "user_info": {"tenant_brand": "feishu"}},
+    )
+    async with http:
+        first = await registration.poll(http, Region.FEISHU, "d")
+        second = await registration.poll(http, Region.LARK, "d", switched=True)
+        third = await registration.poll(http, Region.FEISHU, "d")
+        fourth = await registration.poll(http, Region.FEISHU, "d")
+        fifth = await registration.poll(http, Region.LARK, "d", switched=True)
+    assert first.state is registration.PollState.SWITCH_TO_LARK
+    assert (second.state, second.client_secret, second.tenant_brand) == (
+        registration.PollState.APPROVED,
+        "s",
+        "lark",
+    )
+    assert (third.state, third.tenant_brand) == (registration.PollState.APPROVED, "feishu")
+    assert fourth.state is registration.PollState.PENDING
+    assert fifth.state is registration.PollState.ERROR and "feishu tenant" in fifth.detail
+    assert [r.url.host for r in seen] == [
+        "accounts.feishu.cn",
+        "accounts.larksuite.com",
+        "accounts.feishu.cn",
+        "accounts.feishu.cn",
+        "accounts.larksuite.com",
+    ]
+
+
+async def test_a_switched_setup_resumes_on_the_lark_host(rig: FeishuRig) -> None:
+    """The switch is stored: after a restart polling goes on where it was, on Lark's host."""
+    from rudder.db.models import SetupSession
+    from rudder.feishu import setup as setups
+    from rudder.server import create_app
+
+    _, agent = await default_org_and_agent(rig.client)
+    setup = (
+        await rig.client.post(
+            f"/api/agents/{agent['id']}/integrations/feishu/setup", json={"region": "feishu"}
+        )
+    ).json()
+    await setups.shutdown(rig.services)
+    async with rig.services.sessions() as session, session.begin():
+        row = await session.get(SetupSession, setup["setup_id"])
+        assert row is not None and row.poll_host == "feishu"  # begun on Feishu's host
+        row.poll_host = "lark"  # the switch was recorded just before the process died
+    await rig.control(
+        "POST", f"/registrations/{setup['user_code']}/approve", json={"brand": "lark"}
+    )
+    before = (await rig.control("GET", f"/registrations/{setup['user_code']}"))["polls"]
+    second = create_app(rig.services.settings)
+    async with second.router.lifespan_context(second):
+        transport = httpx.ASGITransport(app=second)
+        async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+
+            async def connected() -> dict[str, str] | None:
+                body = (await client.get(f"/api/integration-setups/{setup['setup_id']}")).json()
+                return body if body["status"] == "connected" else None
+
+            done = await wait_for(connected, timeout=15)
+    assert done["connected_region"] == "lark"
+    after = (await rig.control("GET", f"/registrations/{setup['user_code']}"))["polls"]
+    assert after.get("feishu", 0) == before.get("feishu", 0) and after["lark"] >= 1
