@@ -3,20 +3,26 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# `make start` needs only the runtime dependencies; the tests add the `test` extra.
+RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 
 .PHONY: start test check sandbox bench clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	@touch $(STAMP)
 
-start: $(STAMP)
+start: $(RUNTIME)
 	$(BIN)/rudder start
 
-sandbox: $(STAMP)
+sandbox: $(RUNTIME)
 	$(BIN)/rudder sandbox
 
 test: $(STAMP)
