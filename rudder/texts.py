@@ -157,3 +157,12 @@ SETUP_LINK_ENDED = (
     "The setup is {status}; its authorization page is closed. Start again from the agent's "
     "Integrations tab, or run `rudder feishu connect` again."
 )
+
+# Titles of Feishu-bound conversations (the agent's name follows).
+CHAT_TITLE_DM = "DM with {name}"
+CHAT_TITLE_DM_UNNAMED = "Direct message"
+CHAT_TITLE_GROUP = "Group chat"
+WEB_NAMES_SCOPE_MISSING = (
+    "Names of people and chats are not shown: the app lacks the {scopes} permission. Add it in "
+    "the app's permission settings on {product}'s developer console, then names appear by themselves."
+)
