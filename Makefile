@@ -3,24 +3,34 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# `make start` needs only the runtime dependencies; the tests add the `test` extra.
+RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 
-.PHONY: start test check sandbox bench clean
+.PHONY: start test test-fast check sandbox bench clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	@touch $(STAMP)
 
-start: $(STAMP)
+start: $(RUNTIME)
 	$(BIN)/rudder start
 
-sandbox: $(STAMP)
+sandbox: $(RUNTIME)
 	$(BIN)/rudder sandbox
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The unit tier only (no PostgreSQL, browser, loopback servers or processes): under a minute.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 check: $(STAMP)
 	scripts/check

@@ -125,3 +125,12 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
+
+
+def machine() -> dict[str, Any]:
+    """How busy the machine was: a figure only means something next to its load average."""
+    one, five, fifteen = os.getloadavg()
+    return {
+        "load_average": [round(one, 2), round(five, 2), round(fifteen, 2)],
+        "cpus": os.cpu_count(),
+    }

@@ -34,6 +34,9 @@ from rudder.sandbox import SandboxServer  # noqa: E402
 from tests.scale.cluster import FAST, Cluster  # noqa: E402
 from tests.scale.dialogue import Bot, connect_bots, connections, say, wait_until  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import machine  # noqa: E402
+
 
 async def _connected_once(sb: httpx.AsyncClient, bots: list[Bot]) -> bool:
     return all(c == 1 for c in await asyncio.gather(*(connections(sb, b) for b in bots)))
@@ -118,7 +121,7 @@ def main() -> None:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    print(json.dumps(result))
+    print(json.dumps({**result, **machine()}))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import (
     connect_bot,
     default_org_and_agent,
+    machine,
     new_agent,
     new_app,
     rss_kb,
@@ -98,6 +99,7 @@ def main() -> None:
                 "start_to_healthy_s": round(healthy_s, 2),
                 "rss_one_bot_kb": one_bot_kb,
                 "rss_fleet_kb": fleet_kb,
+                **machine(),
                 "setup_via_api_s": round(setup_s, 1),
                 "events_acked": pushed["acked"],
                 "event_ack_p99_ms": pushed["ack_p99_ms"],

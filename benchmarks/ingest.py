@@ -38,6 +38,7 @@ from _bench import (
     HERE,
     connect_bot,
     default_org_and_agent,
+    machine,
     new_agent,
     new_app,
     start_rudder,
@@ -179,7 +180,7 @@ def main() -> None:
         },
     }
     print(json.dumps({"rudder": rudder, "lark_oapi": lark, "null_client": null}), file=sys.stderr)
-    print(json.dumps(summary))
+    print(json.dumps({**summary, **machine()}))
 
 
 if __name__ == "__main__":

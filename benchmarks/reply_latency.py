@@ -39,6 +39,9 @@ from rudder.sandbox import SandboxServer
 from rudder.sandbox.core import Sandbox
 from rudder.server import create_app
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import machine
+
 ITERATION_TIMEOUT_S = 10.0
 # Starts, prints its answer, exits: the runtime's first token comes "at once".
 AGENT = {
@@ -261,7 +264,7 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     with contextlib.redirect_stdout(sys.stderr):
         result = asyncio.run(measure(args.iterations, args.warmup, args.interval))
-    print(json.dumps(result))
+    print(json.dumps({**result, **machine()}))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import machine
 
 
 def free_port() -> int:
@@ -63,6 +67,7 @@ def main() -> None:
                 "start_to_healthy_s": round(statistics.median(warm), 3),
                 "first_start_to_healthy_s": round(first, 3),
                 "runs": args.runs,
+                **machine(),
             }
         )
     )

@@ -33,13 +33,25 @@ app.add_typer(feishu_app, name="feishu")
 console = Console()
 
 
-def _setup_logging() -> None:
+# Libraries that log every request at INFO: one line per Feishu call (including the expected
+# "400" of each registration poll while a person has not approved yet) drowns the console.
+_CHATTY_LOGGERS = ("httpx", "httpcore", "alembic", "websockets", "procrastinate", "uvicorn.error")
+
+
+def _setup_logging(verbose: bool = False) -> None:
     from rich.logging import RichHandler
 
-    level = os.environ.get("RUDDER_LOG_LEVEL", "INFO").upper()
+    level = os.environ.get("RUDDER_LOG_LEVEL", "DEBUG" if verbose else "INFO").upper()
+    if logging.getLevelName(level) not in range(0, 100):
+        console.print(
+            f"[yellow]RUDDER_LOG_LEVEL={level!r} is not a log level[/] "
+            "(use DEBUG, INFO, WARNING or ERROR); using INFO."
+        )
+        level = "INFO"
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False)])
-    # Migration chatter belongs to `rudder db upgrade -v`, not to every start.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    if not verbose and level != "DEBUG":
+        for name in _CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 async def _migrate(settings: Settings) -> None:
@@ -75,28 +87,63 @@ def _describe_db(settings: Settings) -> str:
 
 @app.command()
 def start(
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on.", show_default="127.0.0.1")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on.", show_default="3100")
+    ] = None,
     sandbox: Annotated[
         bool,
         typer.Option("--sandbox", help="Also start the offline Feishu/Lark sandbox and use it."),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Log every request and Feishu call (RUDDER_LOG_LEVEL)."
+        ),
+    ] = False,
 ) -> None:
     """Run Rudder (web UI, API, bots and runs in one process)."""
-    _setup_logging()
+    _setup_logging(verbose)
     overrides: dict[str, Any] = {}
     if host:
         overrides["host"] = host
     if port:
         overrides["port"] = port
     settings = Settings(**overrides)
-    asyncio.run(_start(settings, sandbox))
+    listener = _bind_or_exit(settings.host, settings.port)
+    try:
+        asyncio.run(_start(settings, sandbox, listener))
+    except KeyboardInterrupt:
+        pass
 
 
-async def _start(settings: Settings, with_sandbox: bool) -> None:
+def _bind_or_exit(host: str, port: int) -> Any:
+    """Bind before anything else starts, so a taken port is one clear line, not a traceback."""
+    from rudder.server import bind_listener
+
+    try:
+        return bind_listener(host, port)
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.EADDRINUSE:
+            console.print(
+                f"[red]Port {port} on {host} is already in use[/] — is Rudder already running? "
+                f"Stop it, or start on another port: rudder start --port {port + 1}"
+            )
+        else:
+            console.print(f"[red]Cannot listen on {host}:{port}:[/] {exc.strerror or exc}")
+        raise typer.Exit(1) from None
+
+
+async def _start(settings: Settings, with_sandbox: bool, listener: Any) -> None:
     from rudder.server import RunningServer, create_app
 
-    console.print(f"Rudder home: {settings.home_dir}  ·  database: {_describe_db(settings)}")
+    console.print(f"Rudder {_version()}", highlight=False)
+    console.print(f"  home      {settings.home_dir}", soft_wrap=True, highlight=False)
+    console.print(f"  database  {_describe_db(settings)}", soft_wrap=True, highlight=False)
     await _migrate(settings)
     sandbox_server = None
     if with_sandbox:
@@ -105,19 +152,46 @@ async def _start(settings: Settings, with_sandbox: bool) -> None:
         sandbox_server = SandboxServer()
         await sandbox_server.__aenter__()
         settings.feishu_base_url = sandbox_server.url
-        console.print(f"[cyan]Feishu/Lark sandbox[/] at {sandbox_server.url}/_sandbox/")
-    server = RunningServer(
-        create_app(settings), host=settings.host, port=settings.port, log_level="warning"
-    )
+    app = create_app(settings)
+    server = RunningServer(app, sock=listener, log_level="warning")
     try:
         await server.start()
-        console.print(f"[bold green]Rudder is running[/] at {server.url}  (Ctrl+C to stop)")
+        _print_first_steps(settings, server.url, app, sandbox_server)
         while not server.server.should_exit:
             await asyncio.sleep(0.2)
     finally:
         await server.stop()
         if sandbox_server is not None:
             await sandbox_server.__aexit__(None, None, None)
+
+
+def _version() -> str:
+    from rudder import __version__
+
+    return __version__
+
+
+def _print_first_steps(settings: Settings, url: str, app: Any, sandbox_server: Any) -> None:
+    """The console is the newcomer's guide: where to go and what to try next."""
+    from rudder import texts
+
+    browse = (settings.public_url or url).rstrip("/")
+    console.print(
+        f"[bold green]Rudder is running.[/] Open [bold]{browse}[/] in your browser  (Ctrl+C to stop)",
+        soft_wrap=True,
+    )
+    steps = Table.grid(padding=(0, 1))
+    steps.add_column(no_wrap=True)
+    steps.add_column()
+    example = getattr(app.state, "example_agent_name", None)
+    if example:
+        steps.add_row("  ·", texts.CONSOLE_TRY_EXAMPLE.format(agent=example))
+    if sandbox_server is not None:
+        steps.add_row("  ·", texts.CONSOLE_SANDBOX_ON.format(url=sandbox_server.url + "/_sandbox/"))
+    elif not settings.feishu_base_url:
+        steps.add_row("  ·", texts.CONSOLE_SANDBOX_HINT)
+    steps.add_row("  ·", texts.CONSOLE_DOCS.format(url=browse + "/docs"))
+    console.print(steps, highlight=False)
 
 
 @app.command()
@@ -200,9 +274,11 @@ def agent_list(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("id", "name", "role", "runtime", "status")
+    table = Table("name", "role", "runtime", "status", "id")
+    # Ids are for copying: never cut them to fit the terminal.
+    table.columns[-1].no_wrap, table.columns[-1].min_width = True, 32
     for row in rows:
-        table.add_row(row["id"], row["name"], row["role"], row["runtime_type"], row["status"])
+        table.add_row(row["name"], row["role"], row["runtime_type"], row["status"], row["id"])
     console.print(table)
 
 
@@ -301,11 +377,12 @@ def feishu_connect(
             f"Open this link in {product} (or scan the code) and approve the app for [bold]{found['name']}[/]:"
         )
         console.print(setup["verification_url"], soft_wrap=True)
-        import qrcode
+        from rudder.web.pages_connect import short_setup_link
+        from rudder.web.qr import qr_text
 
-        qr = qrcode.QRCode(border=1)
-        qr.add_data(setup["verification_url"])
-        qr.print_ascii(invert=True)
+        short = short_setup_link(base, setup["setup_id"])
+        print(qr_text(short), end="")
+        console.print(f"(the code opens {short}, which leads to the link above)", soft_wrap=True)
         deadline = time.monotonic() + timeout
         with console.status("Waiting for the approval…"):
             while time.monotonic() < deadline:
@@ -366,6 +443,8 @@ def feishu_status(
     table = Table(
         "agent", "region", "status", "bot", "app id", "transport", "last event", "last error"
     )
+    app_id = table.columns[4]
+    app_id.no_wrap, app_id.min_width = True, 20  # app ids are for copying: never cut
     for r in rows:
         table.add_row(
             r["agent"],

@@ -195,7 +195,7 @@ class InProcessRunQueue:
             history = await convs.recent_messages(
                 session, conv.id, HISTORY_LIMIT, up_to_seq=trigger.seq if trigger else None
             )
-            names = await _author_names(session, {m.author_user_id for m in history})
+            names = await _author_names(session, conv, history)
             reply = await convs.append_message(
                 session,
                 conv,
@@ -214,7 +214,7 @@ class InProcessRunQueue:
                 agent_name=agent.name,
                 conversation_id=conv.id,
                 messages=[
-                    ChatMessage(role=m.role, body=m.body, author=names.get(m.author_user_id or ""))
+                    ChatMessage(role=m.role, body=m.body, author=names.get(m.id))
                     for m in history
                     if m.status in ("completed", "stopped") and m.body
                 ],
@@ -351,9 +351,24 @@ class InProcessRunQueue:
         await self._notify("end", upd)
 
 
-async def _author_names(session: AsyncSession, user_ids: set[str | None]) -> dict[str, str]:
-    ids = [u for u in user_ids if u]
-    if not ids:
-        return {}
-    rows = await session.execute(select(User.id, User.name).where(User.id.in_(ids)))
-    return {uid: name for uid, name in rows.all()}
+async def _author_names(
+    session: AsyncSession, conv: Conversation, history: list[Message]
+) -> dict[str, str]:
+    """Who wrote each message: a Feishu sender by their Feishu name, else the member's name."""
+    ids = {m.author_user_id for m in history if m.author_user_id}
+    users: dict[str, str] = {}
+    if ids:
+        rows = await session.execute(select(User.id, User.name).where(User.id.in_(ids)))
+        users = {uid: name for uid, name in rows.all()}
+    feishu: dict[str, str] = {}
+    if conv.integration_id:
+        from rudder.feishu.names import display_names
+
+        senders = {m.external_sender_id for m in history if m.external_sender_id}
+        feishu = await display_names(session, conv.integration_id, senders)
+    named = {}
+    for m in history:
+        name = feishu.get(m.external_sender_id or "") or users.get(m.author_user_id or "")
+        if name:
+            named[m.id] = name
+    return named

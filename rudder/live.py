@@ -34,7 +34,11 @@ class LiveEvent:
 
 
 class Subscription:
-    """What one SSE stream reads; `overflowed` is set when it fell too far behind."""
+    """What one SSE stream reads; `overflowed` is set when it fell too far behind.
+
+    `END` arrives in the queue when the server shuts down: the stream ends so that a graceful
+    shutdown does not wait (and then fail) on browsers that would keep the stream open forever.
+    """
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
@@ -47,6 +51,9 @@ class Subscription:
             self.overflowed.set()
             return False
         return True
+
+
+END = LiveEvent("", "end", {})
 
 
 class LiveHub:
@@ -89,6 +96,13 @@ class LiveHub:
         if len(buffer) == buffer.maxlen and wanted < _seq(buffer[0]):
             return None  # some events after `wanted` were already evicted
         return [e for e in buffer if _seq(e) > wanted]
+
+    def end_streams(self) -> None:
+        """Shutting down: every open stream ends now (its client reconnects to the next server)."""
+        for subs in list(self._subscribers.values()):
+            for sub in list(subs):
+                if not sub.offer(END):
+                    sub.overflowed.set()
 
     @asynccontextmanager
     async def subscribe(self, topic: str) -> AsyncIterator[Subscription]:

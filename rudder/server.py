@@ -186,6 +186,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await start_services(settings)
         app.state.services = services
+        app.state.example_agent_name = await orgs.example_agent_name(services.sessions)
         if on_start is not None:
             on_start(services)
         try:
@@ -198,6 +199,9 @@ def create_app(
         version=__version__,
         description="The operating layer for agent teams; every agent can own one Feishu or Lark bot.",
         lifespan=lifespan,
+        # /docs is served from files in the package (rudder.web.pages_docs): it must work offline.
+        docs_url=None,
+        redoc_url=None,
     )
     session_secret = (
         settings.session_secret.get_secret_value()
@@ -255,20 +259,50 @@ def _session_secret(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending live streams first so that a graceful shutdown can finish."""
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        services = getattr(getattr(self._app, "state", None), "services", None)
+        if services is not None:
+            services.live.end_streams()
+        await super().shutdown(sockets)
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A bound listening socket (port 0 picks a free one); raises OSError when it is taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class RunningServer:
     """Serve an ASGI app on a real socket (port 0 picks a free one) until the context exits."""
 
     def __init__(
-        self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        *,
+        sock: socket.socket | None = None,
     ) -> None:
-        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self.host, self.port = host, self._sock.getsockname()[1]
+        self._sock = sock if sock is not None else bind_listener(host, port)
+        self.host, self.port = self._sock.getsockname()[:2]
         config = uvicorn.Config(
             app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5
         )
-        self.server = uvicorn.Server(config)
+        self.server = _Server(config, app)
         self._task: asyncio.Task[None] | None = None
 
     @property

@@ -138,3 +138,32 @@ AUTH_NO_ACCOUNT_HINT = "No account yet? An administrator creates one with `rudde
 AUTH_TOKEN_AGENT_NOT_ALLOWED = "Only owners and admins can create API tokens for agents."
 AUTH_TOKEN_NEEDS_USER = "Agent tokens cannot manage API tokens."
 WEB_FEISHU_IDENTITY_UNKNOWN = "There is no such Feishu user for this organization's bots."
+
+# The console of `rudder start`: a newcomer's first steps.
+CONSOLE_TRY_EXAMPLE = (
+    "Chat with the {agent} in Messenger: an offline example that echoes, so you can try Rudder "
+    "at once; switch its runtime in its Configuration."
+)
+CONSOLE_SANDBOX_HINT = (
+    "No Feishu at hand? Restart with `rudder start --sandbox` to try Feishu and Lark bots offline."
+)
+CONSOLE_SANDBOX_ON = (
+    "Feishu/Lark sandbox: {url} — connect a bot from an agent's Integrations tab (choose Feishu CN "
+    "or Lark Global, approve on the sandbox page), then chat with it there as a Feishu user."
+)
+CONSOLE_DOCS = "API reference: {url}"
+SETUP_LINK_HEADING = "This setup link has ended"
+SETUP_LINK_UNKNOWN = "There is no such setup. Start again from the agent's Integrations tab."
+SETUP_LINK_ENDED = (
+    "The setup is {status}; its authorization page is closed. Start again from the agent's "
+    "Integrations tab, or run `rudder feishu connect` again."
+)
+
+# Titles of Feishu-bound conversations (the agent's name follows).
+CHAT_TITLE_DM = "DM with {name}"
+CHAT_TITLE_DM_UNNAMED = "Direct message"
+CHAT_TITLE_GROUP = "Group chat"
+WEB_NAMES_SCOPE_MISSING = (
+    "Names of people and chats are not shown: the app lacks the {scopes} permission. Add it in "
+    "the app's permission settings on {product}'s developer console, then names appear by themselves."
+)

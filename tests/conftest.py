@@ -160,3 +160,37 @@ async def rig(settings: Settings) -> AsyncIterator[FeishuRig]:
                 transport=transport, base_url="http://rudder.test", timeout=20
             ) as c:
                 yield FeishuRig(app=application, client=c, sandbox=sandbox, sb=sb)
+
+
+# -- Test tiers ------------------------------------------------------------------------------------
+# `make test-fast` runs the unit tier (`-m "not slow"`); `make test` runs everything. A test is in
+# the slow tier when it needs PostgreSQL, a real browser, a server on loopback (the sandbox, a
+# cluster), or starts Rudder or a CLI as a process.
+SLOW_FIXTURES = {"rig", "sandbox", "cluster", "fresh_database", "live", "bot"}
+SLOW_PATHS = (
+    "tests/e2e_cli_runtimes/",
+    "tests/scale/",
+    "tests/listen/",
+    "tests/firsthour/test_console.py",
+    "tests/firsthour/test_readme_walk.py",
+    "tests/outbound/test_kill_mid_reply.py",
+    "tests/hostile/test_api_fuzz.py",
+    "tests/hostile/test_fuzz_decoders.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        path = Path(str(item.path)).relative_to(root).as_posix()
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("db_url") == "postgres"
+        if (
+            on_postgres
+            or item.get_closest_marker("e2e") is not None
+            or item.get_closest_marker("postgres") is not None
+            or fixtures & SLOW_FIXTURES
+            or path.startswith(SLOW_PATHS)
+        ):
+            item.add_marker(pytest.mark.slow)

@@ -30,7 +30,7 @@ from rudder.api.schemas import (
 )
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
-from rudder.live import LiveEvent, conversation_topic
+from rudder.live import END, LiveEvent, conversation_topic
 from rudder.run_views import message_view, run_view
 
 router = APIRouter(prefix="/api")
@@ -215,6 +215,8 @@ async def conversation_events(
                         return
                     yield ": keep-alive\n\n"
                     continue
+                if item is END:
+                    return
                 if item.id in seen:
                     continue
                 yield _sse(item.event, item.encoded(), item.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rudder.db.models import Agent, Membership, Organization, User
 from rudder.domain import activity
@@ -97,6 +97,17 @@ async def bootstrap(session: AsyncSession) -> tuple[Organization, Agent] | None:
         details={"example": True},
     )
     return org, agent
+
+
+async def example_agent_name(sessions: async_sessionmaker[AsyncSession]) -> str | None:
+    """The bundled example agent's name, for the console's first steps (None once it is gone)."""
+    async with sessions() as session:
+        return await session.scalar(
+            select(Agent.name)
+            .where(Agent.is_example.is_(True), Agent.status != "terminated")
+            .order_by(Agent.created_at)
+            .limit(1)
+        )
 
 
 async def membership(session: AsyncSession, user_id: str, org_id: str) -> Membership | None:

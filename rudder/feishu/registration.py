@@ -42,6 +42,9 @@ BOT_SCOPES = [
     "cardkit:card:write",
     "application:app_slash_command:write",
     "application:app_slash_command:read",
+    # Names of people and chats (rudder.feishu.names): shown instead of raw ids.
+    "contact:user.base:readonly",
+    "im:chat:readonly",
 ]
 BOT_EVENTS = [
     "im.message.receive_v1",

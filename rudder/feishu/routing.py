@@ -17,7 +17,7 @@ from rudder import chat, texts
 from rudder.db.models import Agent, ChatBinding, Conversation, Integration, utcnow
 from rudder.db.models import InboundEvent as InboundRow
 from rudder.domain import runs as runs_domain
-from rudder.feishu import bindings
+from rudder.feishu import bindings, names
 from rudder.feishu.events import InboundEvent, InboundMessage, parse_event
 from rudder.feishu.outbound import outbound_of, send_notice
 from rudder.feishu.regions import Region
@@ -94,6 +94,9 @@ async def route(
     # every message: a member disabled or removed after binding is asked to bind again.
     if not message.sender_open_id:
         return "held", "sender has no open_id; it cannot be linked to a Rudder member"
+    sender_name = message.sender_name or await names.user_name(
+        services, integration, message.sender_open_id
+    )
     async with services.sessions() as session, session.begin():
         # Locked so two chats of one sender can't both issue a prompt (PostgreSQL; SQLite
         # serialises writers anyway).
@@ -109,7 +112,7 @@ async def route(
                     integration,
                     message.sender_open_id,
                     message.sender_union_id,
-                    display_name=message.sender_name,
+                    display_name=sender_name,
                 )
     if user is None:
         if code is None:
@@ -231,18 +234,11 @@ async def _stop(
 
 async def _chat_name(services: Services, integration: Integration, message: InboundMessage) -> str:
     if message.chat_type == "p2p":
-        return "Direct message"
-    try:
-        from rudder.feishu.bots import bot_for
-
-        bot = await bot_for(services, integration.id)
-        body = await bot.call("GET", f"/open-apis/im/v1/chats/{message.chat_id}")
-        name = (body.get("data") or {}).get("name")
-        if isinstance(name, str) and name:
-            return name
-    except Exception as exc:  # the name is cosmetic; never fail a message over it
-        log.info("could not read the name of chat %s: %s", message.chat_id, exc)
-    return "Group chat"
+        person = message.sender_name or await names.user_name(
+            services, integration, message.sender_open_id
+        )
+        return texts.CHAT_TITLE_DM.format(name=person) if person else texts.CHAT_TITLE_DM_UNNAMED
+    return await names.chat_name(services, integration, message.chat_id) or texts.CHAT_TITLE_GROUP
 
 
 async def _create_bound(

@@ -81,6 +81,8 @@ async def create_app(sandbox: Sandbox, request: Request, body: dict[str, Any]) -
         string_field(body, "name", required=False, default="Sandbox Bot") or "Sandbox Bot",
         _brand(body.get("brand")),
     )
+    if body.get("scopes") is not None:
+        app.scopes = _str_list(body, "scopes")
     return app.public()
 
 
@@ -124,6 +126,8 @@ async def patch_app(sandbox: Sandbox, request: Request, body: dict[str, Any]) ->
         app.event_types = _str_list(body, "event_types")
     if "receive_all_group_messages" in body:
         app.receive_all_group_messages = bool(body["receive_all_group_messages"])
+    if "scopes" in body:
+        app.scopes = None if body["scopes"] is None else _str_list(body, "scopes")
     sandbox.touch()
     view = app.public()
     # Saving a request URL in the console triggers url_verification (reference §7.1).

@@ -39,6 +39,17 @@ def fail(code: int, msg: str, status: int = 400, headers: dict[str, str] | None 
     return json_response({"code": code, "msg": msg, "data": {}}, status=status, headers=headers)
 
 
+ACCESS_DENIED = 99991672
+
+
+def access_denied(scopes: tuple[str, ...]) -> Response:
+    """The app lacks every scope that would allow the call (the message names them, as Feishu's)."""
+    return fail(
+        ACCESS_DENIED,
+        f"Access denied. One of the following scopes is required: [{', '.join(scopes)}].",
+    )
+
+
 def bad_request(detail: str = "Bad Request") -> Response:
     return fail(BAD_REQUEST_CODE, detail)
 

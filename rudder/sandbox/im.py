@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rudder.sandbox.envelope import authorize, fail, ok, read_json_object
+from rudder.sandbox.envelope import access_denied, authorize, fail, ok, read_json_object
 from rudder.sandbox.state import App, Chat, Message, Reaction, new_message_id, new_thread_id, now_ms
 
 if TYPE_CHECKING:
@@ -362,8 +362,40 @@ async def delete_reaction(request: Request) -> Response:
     return ok(_reaction_data(app, reaction))
 
 
+CHAT_READ_SCOPES = ("im:chat:readonly", "im:chat")
+
+
+async def get_chat(request: Request) -> Response:
+    """`im.v1.chat.get`: the chat's name and kind, for an app that is in it."""
+    sandbox = sandbox_of(request)
+    app = authorize(sandbox, request, "im.chat.get")
+    if isinstance(app, Response):
+        return app
+    if not app.has_scope(*CHAT_READ_SCOPES):
+        return access_denied(CHAT_READ_SCOPES)
+    chat = sandbox.chats.get(request.path_params["chat_id"])
+    if chat is None:
+        return fail(INVALID_PARAM, "invalid chat_id")
+    if app.app_id not in chat.app_ids:
+        return fail(BOT_NOT_IN_CHAT, "Bot is not in the chat.")
+    return ok(
+        {
+            "name": chat.name if chat.chat_type == "group" else "",
+            "description": "",
+            "chat_mode": chat.chat_type,
+            "chat_type": "private",
+            "chat_tag": "inner",
+            "external": False,
+            "tenant_key": app.tenant_key,
+            "user_count": str(len(chat.user_ids)),
+            "bot_count": str(len(chat.app_ids)),
+        }
+    )
+
+
 _M = "/open-apis/im/v1/messages"
 routes = [
+    Route("/open-apis/im/v1/chats/{chat_id}", get_chat, methods=["GET"]),
     Route(_M, send, methods=["POST"]),
     Route(_M + "/{message_id}/reply", reply, methods=["POST"]),
     Route(_M + "/{message_id}", edit, methods=["PUT"]),

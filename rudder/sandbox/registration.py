@@ -155,6 +155,10 @@ def approve(
         app = sandbox.create_app((label or "Sandbox Bot").replace("{user}", user.name), chosen)
         desc = reg.prefill.get("desc")
         app.description = desc.replace("{user}", user.name) if isinstance(desc, str) else ""
+        # The app holds what the preset asked for (and the person approved), nothing more.
+        addons = reg.prefill.get("addons")
+        if isinstance(addons, dict):
+            app.scopes = requested_scopes(addons)
         reg.status = RegistrationStatus.APPROVED
         reg.app_id, reg.user_id, reg.approved_brand = app.app_id, user.user_id, chosen
         sandbox.touch()

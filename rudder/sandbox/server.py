@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rudder.sandbox import (
     auth,
     cardkit,
+    contact,
     control,
     control_faults,
     im,
@@ -80,6 +81,7 @@ def _routes() -> list[BaseRoute]:
     for module_routes in (
         auth.routes,
         im.routes,
+        contact.routes,
         cardkit.routes,
         slash.routes,
         registration.routes,

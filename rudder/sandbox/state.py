@@ -80,6 +80,12 @@ class App:
     # sensitive im:message.group_msg scope (reference §4.2).
     receive_all_group_messages: bool = False
     description: str = ""
+    # The scopes granted to the app; None grants every scope (an app made through the test API
+    # without a list). Reads beyond messaging (names of users and chats) check them.
+    scopes: list[str] | None = None
+
+    def has_scope(self, *any_of: str) -> bool:
+        return self.scopes is None or any(s in self.scopes for s in any_of)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -95,6 +101,7 @@ class App:
             "webhook_url": self.webhook_url,
             "event_types": list(self.event_types),
             "receive_all_group_messages": self.receive_all_group_messages,
+            "scopes": None if self.scopes is None else list(self.scopes),
         }
 
 

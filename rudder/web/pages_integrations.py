@@ -88,7 +88,17 @@ async def _panel_context(
         else None,
         "regions": REGIONS,
         "error": error,
+        "names_hint": _names_hint(services, integration if connected else None, product),
     }
+
+
+def _names_hint(services: Services, integration: Integration | None, product: str) -> str | None:
+    from rudder.feishu.names import book
+
+    missing = book(services).missing_scopes(integration.id) if integration else []
+    if not missing:
+        return None
+    return texts.WEB_NAMES_SCOPE_MISSING.format(scopes=", ".join(missing), product=product)
 
 
 def _webhook_url(services: Services, integration: Integration | None) -> str | None:

@@ -8,6 +8,8 @@ from fastapi.staticfiles import StaticFiles
 from rudder.web import (
     pages_agents,
     pages_auth,
+    pages_connect,
+    pages_docs,
     pages_integrations,
     pages_messenger,
     pages_org,
@@ -17,6 +19,8 @@ from rudder.web.templating import HERE
 router = APIRouter(include_in_schema=False)
 router.mount("/static", StaticFiles(directory=HERE / "static"), name="web-static")
 router.include_router(pages_auth.router)
+router.include_router(pages_docs.router)
+router.include_router(pages_connect.router)
 router.include_router(pages_agents.router)
 router.include_router(pages_integrations.router)
 router.include_router(pages_messenger.router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
-from rudder.db.models import Agent, Membership, Organization, User
+from rudder.db.models import Agent, ApiToken, Membership, Organization, User
 from rudder.domain import auth
 from rudder.services import Services
 from tests.helpers import default_org_and_agent
@@ -167,8 +167,6 @@ async def test_api_tokens_are_stored_hashed(client: httpx.AsyncClient, services:
     async with services.sessions() as session, session.begin():
         row, token = await auth.issue_token(session, org_id=org["id"], name="script")
     async with services.sessions() as session:
-        stored = await session.scalar(
-            select(auth.ApiToken.token_hash).where(auth.ApiToken.id == row.id)
-        )
+        stored = await session.scalar(select(ApiToken.token_hash).where(ApiToken.id == row.id))
     assert stored != token and token not in str(stored)
     assert stored == auth.token_hash(token)

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.e2e
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str | None, str, Any]]:
-    event_id, event, data = None, "message", []
+    event_id: str | None = None
+    event, data = "message", list[str]()
     async for line in response.aiter_lines():
         if line == "":
             if data:

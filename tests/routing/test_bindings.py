@@ -69,8 +69,10 @@ async def test_bind_page_names_the_feishu_user_the_bot_and_the_organization(
 
     page = await rig.client.get(f"/bind/feishu/{code}")
     assert page.status_code == 200
+    # The Feishu user by their Feishu name (contact API), not by an open_id.
     ada_open_id = await open_id_of(rig, ada, app)
-    for shown in (ada_open_id, agent["name"], org["name"], texts.FEISHU_BINDING_CONFIRM):
+    assert ada_open_id not in page.text
+    for shown in ("Ada", agent["name"], org["name"], texts.FEISHU_BINDING_CONFIRM):
         assert shown in page.text
 
     for bad in ("nonsense", code[:-2]):
