@@ -34,8 +34,12 @@ async def test_dm_and_group_titles_and_the_agent_greeting_use_feishu_names(rig: 
     await wait_for(greeted, timeout=15)  # the agent was told who is speaking
     room = await group(rig, "Launch room", [ada], [app])
     await say(rig, room, ada, "status?", mention_app_ids=[app["app_id"]])
-    await activity(rig, agent["id"], 3)
-    titles = {c["external_chat_type"]: c for c in await conversations(rig, agent["org_id"])}
+
+    async def both() -> dict[str, dict[str, str]] | None:
+        found = {c["external_chat_type"]: c for c in await conversations(rig, agent["org_id"])}
+        return found if "group" in found else None
+
+    titles = await wait_for(both, timeout=15)
     assert titles["p2p"]["title"] == f"DM with Ada Lovelace · {agent['name']}"
     assert titles["group"]["title"] == f"Launch room · {agent['name']}"
     assert titles["group"]["external_chat_name"] == "Launch room"
