@@ -209,16 +209,16 @@ async def bind(
 
 
 async def _already(
-    session: AsyncSession, row: BindingCode, integration: Integration, user_id: str
+    session: AsyncSession, integration_id: str, region: str, open_id: str, user_id: str
 ) -> Conflict:
     """Why a used link can't be used again: linked to this member already, or to someone else."""
     holder = await session.scalar(
         select(FeishuUserBinding.user_id).where(
-            FeishuUserBinding.integration_id == integration.id,
-            FeishuUserBinding.open_id == row.open_id,
+            FeishuUserBinding.integration_id == integration_id,
+            FeishuUserBinding.open_id == open_id,
         )
     )
-    name = product(integration.region)
+    name = product(region)
     if holder == user_id:
         return Conflict(texts.FEISHU_BINDING_ALREADY_LINKED.format(product=name))
     return Conflict(texts.FEISHU_BINDING_ALREADY_USED.format(product=name))
@@ -241,8 +241,9 @@ async def redeem(
     if row is None or integration is None:
         raise NotFound(texts.FEISHU_BINDING_INVALID)
     name = product(integration.region)
+    seen = (integration.id, integration.region, row.open_id)
     if row.used_at is not None:
-        raise await _already(session, row, integration, user_id)
+        raise await _already(session, *seen, user_id)
     now = utcnow()
     if row.expires_at <= now or row.confirm_hash is None:
         raise NotFound(texts.FEISHU_BINDING_INVALID)
@@ -260,6 +261,7 @@ async def redeem(
     if not normalize_confirmation(confirmation):
         raise Invalid(texts.FEISHU_BINDING_CODE_MISSING.format(product=name))
     right = hmac.compare_digest(row.confirm_hash, confirm_hash(link, confirmation))
+    tried = row.attempts
     # Binding changes of one bot are serialised (PostgreSQL): two links of one sender redeemed
     # at once must not both insert its binding. Taken before the claim, as routing takes it
     # before issuing a code, so the two never wait on each other in opposite orders.
@@ -281,20 +283,20 @@ async def redeem(
     assert isinstance(result, CursorResult)
     if result.rowcount != 1:
         # Someone else's confirmation (or guess) got there first; it has committed by now.
-        fresh = await session.scalar(
-            select(BindingCode)
-            .where(BindingCode.id == row.id)
-            .execution_options(populate_existing=True)
-        )
+        fresh = (
+            await session.execute(
+                select(BindingCode.used_at, BindingCode.attempts).where(BindingCode.id == row.id)
+            )
+        ).first()
         await session.rollback()
         if fresh is not None and fresh.used_at is not None:
-            raise await _already(session, fresh, integration, user_id)
+            raise await _already(session, *seen, user_id)
         if fresh is not None and fresh.attempts >= MAX_ATTEMPTS:
             raise TooManyAttempts(texts.FEISHU_BINDING_TOO_MANY.format(product=name))
         raise NotFound(texts.FEISHU_BINDING_INVALID)
     if not right:
         await session.commit()
-        left = MAX_ATTEMPTS - row.attempts - 1
+        left = MAX_ATTEMPTS - tried - 1
         if left <= 0:
             raise TooManyAttempts(texts.FEISHU_BINDING_TOO_MANY.format(product=name))
         raise Invalid(texts.FEISHU_BINDING_CODE_WRONG.format(product=name, left=left))

@@ -174,9 +174,7 @@ async def test_a_lark_bot_speaks_of_lark(rig: FeishuRig) -> None:
     page = await rig.client.get(f"/bind/feishu/{prompt.link}")
     assert texts.FEISHU_BINDING_PAGE_TITLE.format(product="Lark") in html.unescape(page.text)
     assert "Feishu" not in _main(page.text).replace("/bind/feishu/", "")
-    done = await rig.client.post(
-        f"/bind/feishu/{prompt.link}", data={"code": prompt.confirmation}
-    )
+    done = await rig.client.post(f"/bind/feishu/{prompt.link}", data={"code": prompt.confirmation})
     assert done.status_code == 200, done.text
     assert "in Lark." in done.text and "Feishu" not in _main(done.text)
 
