@@ -292,11 +292,12 @@ async def _tell_linked(
 
 
 # Headers of the bind page: never framed (clickjacking a confirmation), never cached, and the
-# link's code in its URL never sent on as a Referer.
+# link's code in its URL never sent to another site as a Referer. (Not `no-referrer`: with it
+# browsers send `Origin: null` on the form post, which the CSRF check rightly refuses.)
 _BIND_PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
 }
 
 
