@@ -370,6 +370,14 @@ async def _bind_state(
             status_code=409,
         )
         return info, actor.user_id, page, base
+    if info.void:
+        page = _bind_page(
+            request,
+            info.product,
+            {**base, "error": texts.FEISHU_BINDING_TOO_MANY.format(product=info.product)},
+            status_code=429,
+        )
+        return info, actor.user_id, page, base
     return info, actor.user_id, None, base
 
 

@@ -320,16 +320,17 @@ class CodeInfo:
     org_id: str
     product: str  # "Feishu" or "Lark"
     used: bool
+    void: bool  # too many wrong codes: unusable, though not used
     bound_user_id: str | None  # who this Feishu user is linked to now, if anyone
 
 
 async def peek(session: AsyncSession, code: str) -> CodeInfo | None:
-    """The code's details without using it up; None when unknown, expired, void or from before
+    """The code's details without using it up; None when unknown, expired or from before
     confirmation codes. A used code is described (`used`) so its page can say "already linked"."""
     row = await session.scalar(select(BindingCode).where(BindingCode.code_hash == code_hash(code)))
     if row is None or row.confirm_hash is None:
         return None
-    if row.used_at is None and (row.expires_at <= utcnow() or row.attempts >= MAX_ATTEMPTS):
+    if row.used_at is None and row.expires_at <= utcnow():
         return None
     found = (
         await session.execute(
@@ -357,6 +358,7 @@ async def peek(session: AsyncSession, code: str) -> CodeInfo | None:
         org_id=org.id,
         product=product(integration.region),
         used=row.used_at is not None,
+        void=row.used_at is None and row.attempts >= MAX_ATTEMPTS,
         bound_user_id=bound_to,
     )
 

@@ -240,11 +240,12 @@ async def test_a_group_member_cannot_bind_someone_elses_feishu_account(
         assert rows == [] and logged == []
         assert eve_user not in rows
 
-        # The page a forwarded link opens asks for that code and is never framed.
+        # The page of that link is never framed, and offers no form any more.
         page = await product.api.get(
             f"/bind/feishu/{prompt.link}", headers={"authorization": f"Bearer {eve_token}"}
         )
         assert page.headers["x-frame-options"] == "DENY"
+        assert page.status_code == 429 and 'name="code"' not in page.text
 
 
 # -- hole 8: one link confirmed in parallel -----------------------------------------------------

@@ -329,3 +329,35 @@ async def test_members_page_binds_and_unbinds_feishu_users(rig: FeishuRig) -> No
     assert gone.status_code == 303
     page = await rig.client.get(gone.headers["location"])
     assert texts.WEB_FEISHU_UNBOUND_DONE in page.text and texts.WEB_FEISHU_BIND in page.text
+
+
+async def test_a_group_prompt_that_cannot_be_sent_privately(rig: FeishuRig) -> None:
+    """Feishu refuses the private message (e.g. the user is outside the app's availability):
+    the group is told to use a direct chat, still without a link, and no throttle holds."""
+    agent, app = await connected_bot(rig)
+    ada = await person(rig, "Ada")
+    team = await group(rig, "Team", [ada], [app])
+    await rig.control(
+        "POST",
+        "/faults",
+        json={
+            "kind": "fail_api",
+            "api": "im.message.create",
+            "code": 230013,
+            "msg": "Bot has NO availability to this user.",
+            "app_id": app["app_id"],
+        },
+    )
+    await say(rig, team, ada, "hello", mention_app_ids=[app["app_id"]])
+    rows = await activity(rig, agent["id"], 2)  # the bot-added event, then Ada's message
+    assert rows[0]["outcome"] == "held" and "could not be delivered" in rows[0]["reason"]
+    note = texts.FEISHU_BINDING_PRIVATE_FAILED.format(product="Feishu")
+    await wait_for(lambda: _said(rig, team, note))
+    assert await prompts(rig, team) == []
+
+    # Ada opens a direct chat as told: a prompt comes at once, not in ten minutes.
+    direct = await dm(rig, ada, app)
+    await say(rig, direct, ada, "hello?")
+    rows = await activity(rig, agent["id"], 3)
+    assert rows[0]["reason"].endswith("binding prompt sent"), rows[0]
+    await wait_prompt(rig, direct)
