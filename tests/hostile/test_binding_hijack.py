@@ -361,8 +361,10 @@ async def test_no_stored_event_carries_a_verification_token(db_url: str, tmp_pat
             await conn.run_sync(_downgrade_to_0003)
         async with session_factory(engine)() as session, session.begin():
             for row in await session.scalars(select(InboundEvent)):
+                # Where Feishu puts it, plus one nested deeper (as a card callback's `event.token`).
                 header = {**row.payload.get("header", {}), "token": hook_token}
-                row.payload = {**row.payload, "header": header, "token": hook_token}
+                event = {**row.payload.get("event", {}), "token": hook_token}
+                row.payload = {**row.payload, "header": header, "token": hook_token, "event": event}
         assert all(hook_token in p for p in await _stored_payloads(db_url))
     finally:
         await engine.dispose()
