@@ -13,7 +13,7 @@ from rich.console import Console
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rudder.config import Settings
+from rudder.config import Settings, ensure_home
 from rudder.db.models import Membership, Organization, User
 from rudder.domain import auth, orgs
 
@@ -37,7 +37,7 @@ async def _with_session(fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
     from rudder.db.engine import create_nullpool_engine, session_factory
 
     settings = Settings()
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    ensure_home(settings.home_dir)
     engine = create_nullpool_engine(settings.effective_database_url)
     try:
         await migrate.upgrade(engine)

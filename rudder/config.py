@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -71,3 +72,12 @@ def normalize_database_url(url: str) -> str:
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
     return url
+
+
+def ensure_home(home: Path) -> Path:
+    """Create RUDDER_HOME owner-only (0700): it holds secrets.key, session.key and by default the
+    database. A directory that already exists is the operator's and keeps its mode."""
+    if not home.exists():
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(home, 0o700)  # mkdir's mode is filtered by the umask; this is exact
+    return home

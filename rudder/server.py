@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
 from rudder import __version__
-from rudder.config import Settings
+from rudder.config import Settings, ensure_home
 from rudder.db import migrate
 from rudder.db.engine import create_engine, session_factory
 from rudder.domain import orgs
@@ -32,7 +32,7 @@ ServicesHook = Callable[[Services], None]
 
 
 async def start_services(settings: Settings) -> Services:
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    ensure_home(settings.home_dir)
     engine = create_engine(settings.effective_database_url)
     sessions = session_factory(engine)
     node = None
@@ -248,7 +248,7 @@ def create_app(
 
 def _session_secret(settings: Settings) -> str:
     path = settings.home_dir / "session.key"
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    ensure_home(settings.home_dir)
     if not path.exists():
         import os
         import secrets

@@ -53,8 +53,12 @@ async def connect_coder(rig: FeishuRig, env: dict[str, str]) -> tuple[dict[str, 
     await say(rig, user, chat, "hi")
     prompt = await wait_for(lambda: bot_texts(rig, chat), timeout=10)
     code = re.search(r"/bind/feishu/([\w-]+)", prompt[0])
-    assert code, prompt
-    confirmed = await rig.client.post(f"/api/feishu-bindings/{code.group(1)}/confirm")
+    confirmation = re.search(r"enter this code: (\S+)", prompt[0])
+    assert code and confirmation, prompt
+    confirmed = await rig.client.post(
+        f"/api/feishu-bindings/{code.group(1)}/confirm",
+        json={"confirmation_code": confirmation.group(1)},
+    )
     assert confirmed.status_code == 200, confirmed.text
     return agent, user, chat
 

@@ -92,7 +92,7 @@ async def _world(rig: FeishuRig) -> World:
     async with rig.services.sessions() as session:
         integration = await session.get(Integration, r.json()["id"])
         assert integration is not None
-        code = await bindings.issue_code(session, integration, "ou_alice", None)
+        code = (await bindings.issue_code(session, integration, "ou_alice", None)).link
         owner_b = await orgs.ensure_user(session, "mallory@b.test", "Mallory")
         org_b = await orgs.create_org(session, "Org B", owner_b)
         _, member_token = await auth.issue_token(
@@ -239,9 +239,12 @@ def _assert_no_secret_in(caplog: pytest.LogCaptureFixture, secrets: list[str]) -
 # -- binding codes -----------------------------------------------------------------------------
 
 
-async def _redeem(rig: FeishuRig, code: str, token: str | None = None) -> int:
+async def _redeem(
+    rig: FeishuRig, code: str, token: str | None = None, confirmation: str | None = None
+) -> int:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    r = await rig.client.post(f"/api/feishu-bindings/{code}/confirm", headers=headers)
+    body = {"confirmation_code": confirmation} if confirmation is not None else None
+    r = await rig.client.post(f"/api/feishu-bindings/{code}/confirm", headers=headers, json=body)
     count("binding code redemptions tried")
     return r.status_code
 
@@ -253,23 +256,34 @@ async def test_binding_codes_are_single_use_expire_and_stay_in_their_org(rig: Fe
         fresh = await bindings.issue_code(session, world.integration, "ou_bob", None)
         await session.execute(
             update(BindingCode)
-            .where(BindingCode.code_hash == bindings.code_hash(expired))
+            .where(BindingCode.code_hash == bindings.code_hash(expired.link))
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
         await session.commit()
+    right = fresh.confirmation
 
     # Another organization's member cannot use it, and trying does not use it up.
-    assert await _redeem(rig, fresh, world.member_b) in (403, 404)
+    assert await _redeem(rig, fresh.link, world.member_b, right) in (403, 404)
     # An agent token can't link anyone, whatever the code (same answer: nothing to learn).
-    assert await _redeem(rig, fresh, world.agent_b) == await _redeem(rig, "x", world.agent_b)
-    assert await _redeem(rig, expired) == 404
-    assert await _redeem(rig, "not-a-code") == 404
-    assert await _redeem(rig, fresh) == 200
-    assert await _redeem(rig, fresh) == 404  # single use
+    assert await _redeem(rig, fresh.link, world.agent_b, right) == await _redeem(
+        rig, "x", world.agent_b, right
+    )
+    assert await _redeem(rig, expired.link, confirmation=expired.confirmation) == 404
+    assert await _redeem(rig, "not-a-code", confirmation=right) == 404
+    assert await _redeem(rig, fresh.link) == 422  # the link alone is not enough
+    assert await _redeem(rig, fresh.link, confirmation=right) == 200
+    assert await _redeem(rig, fresh.link, confirmation=right) == 409  # single use
     async with rig.services.sessions() as session:
-        stored = list(await session.scalars(select(BindingCode.code_hash)))
+        stored = [
+            " ".join(str(v) for v in row)
+            for row in await session.execute(
+                select(BindingCode.code_hash, BindingCode.confirm_hash)
+            )
+        ]
     # Only hashes are stored: a copy of the database can't be used to bind anyone.
-    assert fresh not in stored and bindings.code_hash(fresh) in stored
+    assert not any(fresh.link in row for row in stored)
+    assert not any(right.replace("-", "") in row or right in row for row in stored)
+    assert any(bindings.code_hash(fresh.link) in row for row in stored)
 
 
 # -- secrets -----------------------------------------------------------------------------------

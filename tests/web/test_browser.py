@@ -173,10 +173,15 @@ async def test_walk_the_product_document(live: Live, monkeypatch: pytest.MonkeyP
     await page.bring_to_front()
     await page.goto(found.group(1))
     await expect(page.locator("#intro")).to_contain_text("Example Agent")  # whose bot
-    await page.get_by_role("button", name=texts.FEISHU_BINDING_CONFIRM).click()
-    await expect(page.locator("#r")).not_to_be_empty()
-    await expect(page.get_by_role("button", name=texts.FEISHU_BINDING_CONFIRM)).to_be_disabled()
+    # The page asks for the code that only the bot's private message carries.
+    code = re.search(r"enter this code: ([A-Z0-9]{4}-[A-Z0-9]{4})", await log.inner_text())
+    assert code
+    await page.get_by_label(texts.FEISHU_BINDING_CODE_LABEL.format(product="Feishu")).fill(
+        code.group(1)
+    )
     await live.shot("04-bind")
+    await page.get_by_role("button", name=texts.FEISHU_BINDING_CONFIRM).click()
+    await expect(page.locator("#result")).to_contain_text("is now linked to")
 
     # "... then resend the message." The agent answers in Feishu.
     await feishu.bring_to_front()
