@@ -174,7 +174,7 @@ async def _binding_and_log(db_url: str, open_id: str) -> tuple[list[str], list[s
                 )
             )
             logged = [
-                a.details.get("user_id")
+                str(a.details.get("user_id"))
                 for a in await session.scalars(
                     select(ActivityLog).where(ActivityLog.action == "feishu.user_bound")
                 )

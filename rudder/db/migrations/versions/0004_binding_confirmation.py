@@ -10,8 +10,8 @@ stored without it (`rudder.feishu.events.strip_credentials`); this strips it fro
 A migration rather than a start-up step: it runs once, recorded in `alembic_version`, on both
 `rudder start` and `rudder db upgrade`, instead of scanning the inbox on every start.
 
-Revision ID: 0005
-Revises: 0003 (set to the newest revision before this one when branches are merged)
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01 14:30:00
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 
 from rudder.feishu.events import strip_credentials
 
-revision: str = "0005"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
