@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select, update
 
-from rudder.db.models import Organization
+from rudder.db.models import Membership, Organization, User
 from rudder.db.models_chat import RunEventRow
+from rudder.domain import orgs
 from rudder.runtimes import DEFAULT_AGENT_RUNTIME
 from rudder.services import Services
 from tests.helpers import wait_for, wait_run
@@ -36,6 +37,7 @@ PAYLOADS = (JS_QUOTE, IMG, SCRIPT, JS_URL, ATTR)
 @dataclass
 class World:
     org_id: str
+    other_org: str
     quote_agent: str  # named JS_QUOTE, bot connected
     apostrophe_agent: str  # named "Ada's bot", bot connected
     pending_agent: str  # named IMG, a setup pending (QR code on its panel)
@@ -121,6 +123,14 @@ async def plant(api: httpx.AsyncClient, sb: httpx.AsyncClient, services: Service
         await session.execute(
             update(Organization).where(Organization.id == org_id).values(name=SCRIPT + ATTR)
         )
+        # A second organization (hostile name too), so the org switcher has a choice to offer.
+        owner = await session.scalar(
+            select(User)
+            .join(Membership, Membership.user_id == User.id)
+            .where(Membership.org_id == org_id)
+        )
+        assert owner is not None
+        other_org = (await orgs.create_org(session, IMG + JS_QUOTE, owner)).id
 
     member = await api.post(
         f"/api/orgs/{org_id}/members",
@@ -197,6 +207,7 @@ async def plant(api: httpx.AsyncClient, sb: httpx.AsyncClient, services: Service
     bind_code = str(await wait_for(bind_link, timeout=15))
     return World(
         org_id=org_id,
+        other_org=other_org,
         quote_agent=quote_agent,
         apostrophe_agent=apostrophe_agent,
         pending_agent=pending_agent,
