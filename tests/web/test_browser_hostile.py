@@ -24,6 +24,10 @@ from playwright.async_api import (
     async_playwright,
     expect,
 )
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
 from rudder import texts
 from rudder.config import Settings
@@ -171,6 +175,30 @@ async def test_no_script_runs_on_any_page(hostile: Hostile) -> None:
     await h.page.locator("#org-switch").select_option(w.other_org)
     await expect(h.page.locator("#org-switch")).to_have_value(w.other_org)
     await h.assert_clean("after switching organizations")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_bind_page_cannot_be_framed(hostile: Hostile) -> None:
+    """Clickjacking: a page elsewhere frames the bind page under a decoy. The frame stays empty."""
+    h = hostile
+    bind_url = f"{h.url}/bind/feishu/{h.world.bind_code}"
+
+    async def prize(request: Request) -> HTMLResponse:
+        return HTMLResponse(f'<p>Win a prize!</p><iframe src="{bind_url}"></iframe>')
+
+    # The attacker's page: another origin, with no policy of its own.
+    async with RunningServer(Starlette(routes=[Route("/", prize)])) as attacker:
+        await h.page.goto(attacker.url + "/")
+
+        async def frame_settled() -> bool:
+            urls = [f.url for f in h.page.frames][1:]
+            return bool(urls) and urls[0] not in ("", "about:blank")
+
+        await wait_for(frame_settled, timeout=10)
+    # Chromium replaces a frame refused by frame-ancestors with its error page, and says why.
+    assert [f.url for f in h.page.frames][1:] == ["chrome-error://chromewebdata/"]
+    assert any("frame-ancestors" in m for m in h.watch.console), h.watch.console
+    assert not h.watch.dialogs and not h.watch.errors
 
 
 async def _count(items: list[str], n: int) -> bool:
