@@ -172,6 +172,11 @@ async def test_no_script_runs_on_any_page(hostile: Hostile) -> None:
 
     # The org switcher submits on change (app.js), and the other org's name stays text.
     await h.visit(h.url + "/agents")
+    # htmx read its configuration: no eval, no script tags from swaps, no injected <style>.
+    config = await h.page.evaluate(
+        "[htmx.config.allowEval, htmx.config.allowScriptTags, htmx.config.includeIndicatorStyles]"
+    )
+    assert config == [False, False, False]
     await h.page.locator("#org-switch").select_option(w.other_org)
     await expect(h.page.locator("#org-switch")).to_have_value(w.other_org)
     await h.assert_clean("after switching organizations")
