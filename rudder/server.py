@@ -243,6 +243,9 @@ def create_app(
     app.include_router(routes_feishu_messages.router)
     app.include_router(routes_feishu_inbound.pages)
     app.include_router(web_routes.router)
+    from rudder.web.headers import SecurityHeaders  # CSP, nosniff, Referrer-Policy, no framing
+
+    app.add_middleware(SecurityHeaders)  # last added: outermost, so every answer carries them
     return app
 
 

@@ -96,9 +96,17 @@ async def live(settings: Settings) -> AsyncIterator[Live]:
             )
             context = await browser.new_context(viewport=VIEWPORT)
             context.set_default_timeout(8000)
+            # Every page of every test runs under the Content-Security-Policy: it must refuse
+            # nothing of ours (an inline script or style, an eval in htmx) on any page.
+            refused: list[str] = []
+            context.on(
+                "console",
+                lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+            )
             page = await context.new_page()
             try:
                 yield Live(server.url, sandbox.url, api, sb, app.state.services, page)
+                assert not refused, refused
             finally:
                 await context.close()
                 await browser.close()
