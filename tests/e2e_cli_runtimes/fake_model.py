@@ -25,7 +25,7 @@ from typing import Any
 @dataclass
 class Request:
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     body: dict[str, Any]
     # What this request billed (0 when it failed or was not a model call).
     input_tokens: int = 0
@@ -96,6 +96,10 @@ class FakeModel:
             self.requests.append(request)
 
 
+def _lower(headers: Any) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in headers.items()}
+
+
 def _pieces(text: str, n: int) -> list[str]:
     n = max(1, min(n, len(text)))
     size = -(-len(text) // n)
@@ -110,7 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        self.model.record(Request(self.path, dict(self.headers), {}))
+        self.model.record(Request(self.path, _lower(self.headers), {}))
         if self.path.startswith("/v1/models"):
             self._json(200, {"object": "list", "data": [], "models": []})
         else:
@@ -128,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except ValueError:
             body = {}
-        request = Request(self.path.split("?")[0], dict(self.headers), body)
+        request = Request(self.path.split("?")[0], _lower(self.headers), body)
         model = self.model
         if request.path.endswith("/messages/count_tokens"):
             model.record(request)
