@@ -183,8 +183,9 @@ async def _run_once(
             try:
                 # The watchdog: retries, warnings and stderr are not progress, so a CLI that
                 # only says "reconnecting" for `idle_sec` is ended with what it last said.
-                wait = max(0.0, last_progress + idle_sec - loop.time())
-                chunk = await asyncio.wait_for(anext(chunks), wait)
+                # (asyncio.timeout, not wait_for: 3.11's wait_for can swallow a stop.)
+                async with asyncio.timeout_at(last_progress + idle_sec):
+                    chunk = await anext(chunks)
             except StopAsyncIteration:
                 break
             except TimeoutError:
