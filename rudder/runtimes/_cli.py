@@ -71,7 +71,7 @@ class SessionState:
     def encode(self) -> str:
         if not self.totals:
             return self.id
-        return self.id + "#" + ",".join(f"{k}={v:g}" for k, v in sorted(self.totals.items()))
+        return self.id + "#" + ",".join(f"{k}={_num(v)}" for k, v in sorted(self.totals.items()))
 
     @classmethod
     def decode(cls, stored: str | None) -> SessionState | None:
@@ -84,6 +84,10 @@ class SessionState:
             with contextlib.suppress(ValueError):
                 totals[key] = float(value)
         return cls(sid, totals)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def per_run(total: Any, previous: SessionState | None, key: str) -> Any:

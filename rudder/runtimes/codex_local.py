@@ -7,6 +7,7 @@ Runs `codex exec --json [OPTIONS] [resume ID] -` with the prompt on stdin. This 
 from __future__ import annotations
 
 import contextlib
+import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
@@ -25,6 +26,14 @@ _TOOL_ITEMS = frozenset(
 )
 # `turn.completed` usage is the thread's running total; these are made per run.
 _USAGE_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
+# Codex keeps a session's first instructions (its developer message) for good, so changed ones
+# are said in the prompt of the next resumed run; a checksum in the session slot tells a change.
+_INSTRUCTIONS_KEY = "instructions_crc"
+_CHANGED_INSTRUCTIONS = "Your instructions have changed. From now on, follow these:"
+
+
+def instructions_crc(text: str) -> float:
+    return float(zlib.crc32(text.encode()))
 
 
 def codex_args(config: CodexLocalConfig, resume: str | None) -> list[str]:
@@ -46,8 +55,9 @@ def _tool_input(item: dict[str, Any]) -> dict[str, Any]:
 class CodexStreamParser:
     """`codex exec --json` lines → run events."""
 
-    def __init__(self, previous: SessionState | None = None) -> None:
+    def __init__(self, previous: SessionState | None = None, crc: float | None = None) -> None:
         self.previous = previous
+        self.crc = crc
         self.thread_id: str | None = None
         self.text_seen = False
         self.completed = False
@@ -89,6 +99,8 @@ class CodexStreamParser:
         yield RunEvent(RunEventKind.USAGE, data=data)
         if self.thread_id:
             totals = {k: float(usage[k]) for k in _USAGE_KEYS if isinstance(usage.get(k), int)}
+            if self.crc is not None:
+                totals[_INSTRUCTIONS_KEY] = self.crc
             state = SessionState(self.thread_id, totals)
             yield RunEvent(RunEventKind.SESSION, data={"session_id": state.encode()})
 
@@ -140,9 +152,13 @@ class CodexLocalRuntime:
         # of the prompt; a resumed one already has them.
         preamble = "\n\n".join(p for p in (ctx.instructions, config.system_prompt) if p)
         previous = SessionState.decode(ctx.session_id)
+        crc = instructions_crc(preamble) if preamble else None
+        said = previous.totals.get(_INSTRUCTIONS_KEY) if previous else None
 
         def build(resume: str | None) -> ChildSpec:
             prompt = cli_prompt(ctx, resuming=resume is not None, preamble=preamble or None)
+            if resume is not None and crc is not None and said is not None and said != crc:
+                prompt = f"{_CHANGED_INSTRUCTIONS}\n\n{preamble}\n\nNew message:\n{prompt}"
             return ChildSpec(
                 argv=[command, *codex_args(config, resume)],
                 env=env,
@@ -153,7 +169,7 @@ class CodexLocalRuntime:
             )
 
         def parser() -> CodexStreamParser:
-            return CodexStreamParser(previous)
+            return CodexStreamParser(previous, crc)
 
         resume = previous.id if previous else None
         events = run_cli(NAME, resume, build, parser, idle_sec=config.idle_timeout_sec)

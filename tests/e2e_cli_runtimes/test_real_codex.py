@@ -69,10 +69,16 @@ async def test_reply_resume_and_per_run_usage(
         req1.output_tokens,
     )
 
+    # Codex keeps a session's first instructions; changed ones are said in the next prompt.
+    patched = await client.patch(
+        f"/api/agents/{agent['id']}", json={"instructions": "Answer in French."}
+    )
+    assert patched.status_code == 200, patched.text
     second = await finish(client, await say(client, conv, "and then?"))
     assert second["status"] == "succeeded", second["error"]
     req1, req2 = model.model_requests("/v1/responses")
     assert "first question" in req2.text and ANSWER in req2.text  # the thread was resumed
+    assert "Answer in French." in req2.text
     # Codex reports the thread's running totals; the run stores what this request billed.
     usage2 = second["usage"]
     assert (usage2["input_tokens"], usage2["output_tokens"]) == (

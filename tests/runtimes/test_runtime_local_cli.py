@@ -298,7 +298,8 @@ async def test_codex_usage_is_per_run_from_the_threads_totals(record: Path) -> N
     assert usage == {"input_tokens": 763, "output_tokens": 22, "cached_input_tokens": 448}
     assert calls(record)[0]["argv"][-3:] == ["resume", "0199a213-81c0-7800-8aa1-bbab2a035a53", "-"]
     last = [e.data["session_id"] for e in events if e.kind is RunEventKind.SESSION][-1]
-    assert last.endswith("#cached_input_tokens=24448,input_tokens=24763,output_tokens=122")
+    assert last.startswith("0199a213-81c0-7800-8aa1-bbab2a035a53#cached_input_tokens=24448,")
+    assert ",input_tokens=24763," in last and ",output_tokens=122" in last
 
 
 async def test_codex_lost_session_backtrace_is_not_kept(record: Path) -> None:
@@ -319,3 +320,23 @@ async def test_a_cli_that_only_reconnects_trips_the_watchdog(record: Path) -> No
     reason = str(raised.value)
     assert reason.startswith("Codex made no progress for 1 s; it last said: ")
     assert "Reconnecting... waiting for network" in reason
+
+
+async def test_codex_hears_of_changed_instructions_on_resume(record: Path) -> None:
+    first = await collect(codex, make_context(cli_config(record, "codex_local__hello")))
+    stored = [e.data["session_id"] for e in first if e.kind is RunEventKind.SESSION][-1]
+    assert "instructions_crc=" in stored
+    same = make_context(cli_config(record, "codex_local__hello"), "next", session_id=stored)
+    await collect(codex, same)
+    assert calls(record)[1]["stdin"] == "next"  # unchanged: the session has them
+    changed = make_context(
+        cli_config(record, "codex_local__hello"),
+        "next",
+        session_id=stored,
+        instructions="Answer in French.",
+    )
+    await collect(codex, changed)
+    assert calls(record)[2]["stdin"] == (
+        "Your instructions have changed. From now on, follow these:\n\n"
+        "Answer in French.\n\nNew message:\nnext"
+    )
