@@ -44,15 +44,15 @@ def real_cli(name: str) -> str:
     pytest.skip(reason)
 
 
-def claude_config(claude: str, model: FakeModel, home: Path, **extra: Any) -> dict[str, Any]:
-    """A `claude_local` runtime config that runs the real CLI against `model`."""
+def claude_config(claude: str, fake: FakeModel, home: Path, **extra: Any) -> dict[str, Any]:
+    """A `claude_local` runtime config that runs the real CLI against the `fake` model API."""
     work = home / "work"
     work.mkdir(parents=True, exist_ok=True)
     env = {
         **QUIET_ENV,
         "HOME": str(home),
         "CLAUDE_CONFIG_DIR": str(home / ".claude"),
-        "ANTHROPIC_BASE_URL": model.url,
+        "ANTHROPIC_BASE_URL": fake.url,
         "ANTHROPIC_API_KEY": "sk-ant-test-key",
         **extra.pop("env", {}),
     }

@@ -68,9 +68,17 @@ async def bodies_while_running(client: httpx.AsyncClient, run_id: str) -> list[s
 async def test_reply_streams_resumes_with_new_instructions_and_bills_per_run(
     client: httpx.AsyncClient, claude: str, model: FakeModel, tmp_path: Path
 ) -> None:
-    agent = await make_agent(
-        client, "claude_local", claude_config(claude, model, tmp_path), instructions="Be brief."
+    # The docs' example fields, as written there.
+    config = claude_config(
+        claude,
+        model,
+        tmp_path,
+        model="sonnet",
+        max_turns=20,
+        system_prompt="Work only inside this repository.",
+        extra_args=["--permission-mode", "acceptEdits"],
     )
+    agent = await make_agent(client, "claude_local", config, instructions="Be brief.")
     conv = await new_conversation(client, agent)
 
     # 1. The reply arrives in several pieces while the CLI is still running.
@@ -82,7 +90,7 @@ async def test_reply_streams_resumes_with_new_instructions_and_bills_per_run(
     partial = [b for b in bodies if b != ANSWER]
     assert partial and all(ANSWER.startswith(b) for b in partial), bodies
     (req1,) = model.model_requests("/v1/messages")
-    assert "Be brief." in req1.system
+    assert "Be brief." in req1.system and "Work only inside this repository." in req1.system
     # Usage is what the model billed for this run's request.
     usage1 = first["usage"]
     assert (usage1["input_tokens"], usage1["output_tokens"]) == (
