@@ -124,6 +124,8 @@ class _Attempt:
         self.pending = ""
         self.non_json: list[str] = []
         self.progressed = False  # set by each line that is progress; reset by the reader
+        # Tool calls without a result yet: a long build or test run is work, not a stall.
+        self.open_tools: set[str] = set()
         self.last_lines: deque[str] = deque(maxlen=_LAST_LINES)
         self.stderr_kept: deque[str] = deque(maxlen=8)
         self._stderr = _StderrFilter()
@@ -147,6 +149,10 @@ class _Attempt:
             for event in self.parser.line(obj):
                 if event.kind is RunEventKind.LOG and event.text:
                     self.last_lines.append(excerpt(event.text))
+                elif event.kind is RunEventKind.TOOL_CALL:
+                    self.open_tools.add(str(event.data.get("id")))
+                elif event.kind is RunEventKind.TOOL_RESULT:
+                    self.open_tools.discard(str(event.data.get("tool_use_id")))
                 yield event
             return
         # A warning or banner on stdout: kept in the transcript, and in the reason if the
@@ -187,8 +193,10 @@ async def _run_once(
             try:
                 # The watchdog: retries, warnings and stderr are not progress, so a CLI that
                 # only says "reconnecting" for `idle_sec` is ended with what it last said.
-                # (asyncio.timeout, not wait_for: 3.11's wait_for can swallow a stop.)
-                async with asyncio.timeout_at(last_progress + idle_sec):
+                # While a tool runs only the run's own timeout applies. (asyncio.timeout, not
+                # wait_for: 3.11's wait_for can swallow a stop.)
+                limit = None if attempt.open_tools else last_progress + idle_sec
+                async with asyncio.timeout_at(limit):
                     chunk = await anext(chunks)
             except StopAsyncIteration:
                 break

@@ -340,3 +340,18 @@ async def test_codex_hears_of_changed_instructions_on_resume(record: Path) -> No
         "Your instructions have changed. From now on, follow these:\n\n"
         "Answer in French.\n\nNew message:\nnext"
     )
+
+
+async def test_the_watchdog_waits_for_a_running_tool(record: Path) -> None:
+    # Line 4 starts a shell command; the CLI is then silent for 1.5 s, as during a long build.
+    config = cli_config(
+        record, "codex_local__tools", env={"FAKE_CLI_PAUSE": "4:1500"}, idle_timeout_sec=0.8
+    )
+    events = await collect(codex, make_context(config))
+    assert text_of(events) == "Updated README.md."
+    # The same silence outside a tool call is a stall.
+    config = cli_config(
+        record, "codex_local__tools", env={"FAKE_CLI_PAUSE": "2:1500"}, idle_timeout_sec=0.8
+    )
+    with pytest.raises(RuntimeError_, match=r"Codex made no progress for 0\.8 s"):
+        await collect(codex, make_context(config))

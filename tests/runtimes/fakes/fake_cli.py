@@ -6,6 +6,7 @@ FAKE_CLI_DELAY_MS (pause between lines), FAKE_CLI_HANG (pid file; then wait to b
 a helper process in the group), FAKE_CLI_HANG_IF (hang only when the prompt contains this),
 FAKE_CLI_STDERR (a line for stderr), FAKE_CLI_LOGGED_OUT (`login status` says so),
 FAKE_CLI_EXIT (exit code after the fixture, as the real Claude exits 1 after a failed result),
+FAKE_CLI_PAUSE (`LINE:MS`, pause that long after that fixture line, as a long tool call does),
 FAKE_CLI_RECONNECT (print that many of Codex's "Reconnecting..." lines, 0.2 s apart, first).
 A resume id starting with "stale" is unknown, and each CLI says so as the real one does: Claude
 Code with a `result` line carrying `errors[]` (and the same on stderr), Codex with an error and a
@@ -65,9 +66,12 @@ def main() -> int:
         print(line, file=sys.stderr, flush=True)
     delay = float(os.environ.get("FAKE_CLI_DELAY_MS", "0")) / 1000
     fixture = FIXTURES / f"{os.environ['FAKE_CLI_FIXTURE']}.jsonl"
-    for line in fixture.read_text().splitlines():
+    pause_line, _, pause_ms = os.environ.get("FAKE_CLI_PAUSE", "0:0").partition(":")
+    for number, line in enumerate(fixture.read_text().splitlines(), 1):
         print(line, flush=True)
         time.sleep(delay)
+        if number == int(pause_line):
+            time.sleep(float(pause_ms) / 1000)
     pid_file = os.environ.get("FAKE_CLI_HANG")
     if pid_file and os.environ.get("FAKE_CLI_HANG_IF", "") in prompt:
         # A helper in the same process group, as a real CLI's tool call would start.
