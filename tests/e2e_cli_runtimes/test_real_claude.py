@@ -237,3 +237,16 @@ async def test_agent_check_passes_when_it_works_and_names_a_bad_key(
     assert report.status is Level.FAIL
     failed = {c.name: c.message for c in report.checks if c.level is Level.FAIL}
     assert list(failed) == ["test run"] and "Invalid API key" in failed["test run"], failed
+
+
+async def test_a_stalled_model_stream_trips_the_watchdog(
+    client: httpx.AsyncClient, claude: str, tmp_path: Path
+) -> None:
+    with ModelServer(FakeModel(stall=True)) as model:
+        config = claude_config(claude, model, tmp_path, idle_timeout_sec=4)
+        agent = await make_agent(client, "claude_local", config)
+        conv = await new_conversation(client, agent)
+        run = await finish(client, await say(client, conv, "hello?"))
+    assert run["status"] == "failed"
+    assert run["error"].startswith("Claude Code made no progress for 4 s"), run["error"]
+    assert (await reply_of(client, run))["body"] == ""
