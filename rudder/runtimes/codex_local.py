@@ -68,7 +68,11 @@ class CodexStreamParser:
         kind = obj.get("type")
         if kind == "thread.started" and isinstance(obj.get("thread_id"), str):
             self.thread_id = obj["thread_id"]
-            yield RunEvent(RunEventKind.SESSION, data={"session_id": obj["thread_id"]})
+            # Resuming: the slot keeps the totals so far until this turn's are known, so a stop
+            # mid-turn does not leave the next run billed the whole thread.
+            same = self.previous is not None and self.previous.id == self.thread_id
+            stored = self.previous.encode() if same and self.previous else obj["thread_id"]
+            yield RunEvent(RunEventKind.SESSION, data={"session_id": stored})
         elif kind in ("item.started", "item.updated", "item.completed"):
             item = obj.get("item")
             if isinstance(item, dict):

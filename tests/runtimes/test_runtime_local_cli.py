@@ -297,7 +297,9 @@ async def test_codex_usage_is_per_run_from_the_threads_totals(record: Path) -> N
     (usage,) = [e.data for e in events if e.kind is RunEventKind.USAGE]
     assert usage == {"input_tokens": 763, "output_tokens": 22, "cached_input_tokens": 448}
     assert calls(record)[0]["argv"][-3:] == ["resume", "0199a213-81c0-7800-8aa1-bbab2a035a53", "-"]
-    last = [e.data["session_id"] for e in events if e.kind is RunEventKind.SESSION][-1]
+    sessions = [e.data["session_id"] for e in events if e.kind is RunEventKind.SESSION]
+    assert sessions[0] == previous  # a stop mid-turn keeps the totals so far
+    last = sessions[-1]
     assert last.startswith("0199a213-81c0-7800-8aa1-bbab2a035a53#cached_input_tokens=24448,")
     assert ",input_tokens=24763," in last and ",output_tokens=122" in last
 
