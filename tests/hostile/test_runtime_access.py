@@ -17,10 +17,10 @@ from rudder import texts
 from rudder.db.models import Agent, Conversation, Message, RunEventRow, User
 from rudder.domain import auth, orgs
 from rudder.domain.agents import RUNTIME_ADMINS_ONLY
-from rudder.texts import AGENT_TOKEN_OUT_OF_SCOPE
 from rudder.live import conversation_topic
 from rudder.runtimes import DEFAULT_AGENT_RUNTIME
 from rudder.services import Services
+from rudder.texts import AGENT_TOKEN_OUT_OF_SCOPE
 from tests.helpers import default_org_and_agent, wait_run
 from tests.hostile.conftest import count
 
