@@ -55,8 +55,9 @@ async def _person(db_url: str, email: str, *, role: str = "member", admin: bool 
                 email=email,
                 name=email.split("@")[0],
                 password_hash=auth.hash_password(PASSWORD),
-                is_instance_admin=admin,
             )
+            if admin:
+                user.is_instance_admin = True
             session.add(user)
             await session.flush()
             session.add(Membership(org_id=org.id, user_id=user.id, role=role))

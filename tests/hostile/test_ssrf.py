@@ -20,7 +20,6 @@ from starlette.routing import Route
 
 from rudder.db.engine import create_engine, session_factory
 from rudder.db.models import Agent
-from rudder.runtimes.policy import address_kind, guarded_client
 from rudder.server import RunningServer
 from tests.helpers import wait_run
 from tests.hostile.conftest import count
@@ -166,6 +165,8 @@ async def test_the_operator_may_allow_private_targets(db_url: str, tmp_path: Pat
 async def test_the_connection_itself_checks_the_address() -> None:
     """The backstop for DNS rebinding: whatever was checked before, the client a runtime uses
     resolves the name itself and connects only to an address it has just checked."""
+    from rudder.runtimes.policy import guarded_client
+
     listener = Listener()
     async with RunningServer(listener.app) as server:
         port = int(server.url.rsplit(":", 1)[1])
@@ -196,5 +197,7 @@ async def test_the_connection_itself_checks_the_address() -> None:
 )
 def test_address_kinds(address: str, kind: str | None) -> None:
     import ipaddress
+
+    from rudder.runtimes.policy import address_kind
 
     assert address_kind(ipaddress.ip_address(address)) == kind
