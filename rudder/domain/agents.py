@@ -237,8 +237,10 @@ async def update_agent(
             agent.runtime_approved_by = await _approval(
                 session, policy, actor, runtime_type, config
             )
-        elif runtime_type in runtime_policy.SERVER_RUNTIMES and await is_instance_admin(
-            session, actor, policy
+        elif (
+            runtime_type in runtime_policy.SERVER_RUNTIMES
+            and await is_instance_admin(session, actor, policy)
+            and await orgs.is_manager(session, actor, agent.org_id)
         ):
             # An instance admin saving the runtime unchanged approves it (one stored before
             # approvals existed, or by someone who may no longer choose it).

@@ -187,6 +187,15 @@ async def test_an_org_owner_is_not_an_instance_admin(db_url: str, tmp_path: Path
             )
             assert agent.status_code == 201, agent.text
             await _say_hello(client, org_a, agent.json()["id"])
+            # A runtime stored before the rule runs once an instance admin saves it unchanged.
+            approved = tmp_path / "approved"
+            stored = await _store_agent(db_url, org_a, "legacy", _touch(approved))
+            run = await _say_hello(client, org_a, stored)
+            assert run["error"] == texts.SERVER_RUNTIME_NOT_APPROVED and not approved.exists()
+            same = await client.patch(f"/api/agents/{stored}", json=_touch(approved))
+            assert same.status_code == 200, same.text
+            await _say_hello(client, org_a, stored)
+            assert approved.exists()
     assert control.exists(), "the positive control did not run: the marker proves nothing"
     count("server commands: marker files that appeared", int(marker.exists()))
     assert not marker.exists(), "a command chosen by an org owner ran on the server"
