@@ -294,6 +294,7 @@ def agent_create(
     from rudder.domain import agents
     from rudder.domain.errors import DomainError
     from rudder.runtimes import DEFAULT_AGENT_RUNTIME
+    from rudder.runtimes.policy import RuntimePolicy
 
     try:
         runtime_config = (
@@ -315,6 +316,7 @@ def agent_create(
             runtime_config=runtime_config,
             role=role,
             actor="cli",
+            policy=RuntimePolicy.from_settings(Settings()),
         )
 
     try:

@@ -24,6 +24,7 @@ from rudder.domain import orgs
 from rudder.domain.secrets import load_secret_box
 from rudder.executor import InProcessRunQueue
 from rudder.live import LiveHub
+from rudder.runtimes.policy import RuntimePolicy
 from rudder.services import Services
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ async def start_services(settings: Settings) -> Services:
 
         node = scale_node.create(settings, sessions, live, box)
         runs = node.runs
+    runs.policy = RuntimePolicy.from_settings(settings)
     # One pooled client for every outgoing call (Feishu, Lark, the sandbox). No env proxies:
     # Feishu traffic must not silently detour through a developer's HTTP_PROXY.
     http = httpx.AsyncClient(

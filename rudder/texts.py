@@ -198,3 +198,45 @@ WEB_NAMES_SCOPE_MISSING = (
     "Names of people and chats are not shown: the app lacks the {scopes} permission. Add it in "
     "the app's permission settings on {product}'s developer console, then names appear by themselves."
 )
+
+# -- Trust model: what the operator decides (docs/security.md) ------------------------------------
+SERVER_RUNTIME_ADMINS_ONLY = (
+    "only an instance admin can choose a runtime that runs on this server (process, "
+    "claude_local, codex_local); the operator grants that with `rudder user grant-admin`"
+)
+SERVER_RUNTIMES_OFF = (
+    "runtimes that run on this server (process, claude_local, codex_local) are turned off by "
+    "the operator (RUDDER_SERVER_RUNTIMES=off)"
+)
+SERVER_RUNTIME_NOT_LISTED = (
+    "runtime_config.command: {command!r} is not a command this server allows; the operator "
+    "allows only these absolute paths (RUDDER_SERVER_RUNTIMES): {allowed}"
+)
+SERVER_RUNTIME_LOADER_ENV = (
+    "runtime_config.env.{name}: may not be set for an allowed command, it changes what the "
+    "command loads (RUDDER_SERVER_RUNTIMES)"
+)
+SERVER_RUNTIME_NOT_APPROVED = (
+    "this agent's runtime runs on this server and was not chosen by an instance admin; an "
+    "instance admin must save the agent's runtime again before it runs"
+)
+PRIVATE_RUNTIME_URL = (
+    "{field}: {where} is a {kind} address; runtimes may not call this server's own network "
+    "unless the operator sets RUDDER_ALLOW_PRIVATE_RUNTIME_URLS=1"
+)
+ORG_CREATION_ADMINS_ONLY = (
+    "only an instance admin can create organizations here; the operator allows anyone signed "
+    "in to with RUDDER_ALLOW_ORG_CREATION=1"
+)
+AGENT_TOKEN_OUT_OF_SCOPE = (
+    "an agent token acts only for its own agent: it reads that agent and its conversations and "
+    "posts through its bot; sign in or use a member's token for anything else"
+)
+BOT_ADMINS_ONLY = "only owners and admins can connect, reconnect or disconnect an agent's bot"
+OUTBOUND_MEMBER_CHAT_ONLY = (
+    "members post as the bot only into the Feishu chat of a conversation they take part in: "
+    "send conversation_id of one you started or wrote in (owners and admins may send chat_id)"
+)
+OUTBOUND_AT_ALL_ADMINS_ONLY = (
+    'text: mentioning everyone (<at user_id="all">, @all) is for owners and admins only'
+)

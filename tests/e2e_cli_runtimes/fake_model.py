@@ -89,7 +89,7 @@ class FakeModel:
 
     def next_id(self) -> int:
         with self._lock:
-            return next(self._ids)
+            return int(next(self._ids))
 
     def record(self, request: Request) -> None:
         with self._lock:

@@ -62,8 +62,8 @@ def main() -> int:
         line = "Reconnecting... waiting for network (Connection failed: error sending request)"
         print(json.dumps({"type": "error", "message": line}), flush=True)
         time.sleep(0.2)
-    if line := os.environ.get("FAKE_CLI_STDERR"):
-        print(line, file=sys.stderr, flush=True)
+    if stderr_line := os.environ.get("FAKE_CLI_STDERR"):
+        print(stderr_line, file=sys.stderr, flush=True)
     delay = float(os.environ.get("FAKE_CLI_DELAY_MS", "0")) / 1000
     fixture = FIXTURES / f"{os.environ['FAKE_CLI_FIXTURE']}.jsonl"
     pause_line, _, pause_ms = os.environ.get("FAKE_CLI_PAUSE", "0:0").partition(":")
