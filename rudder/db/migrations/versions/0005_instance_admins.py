@@ -28,7 +28,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("agents", schema=None) as batch_op:
-        batch_op.drop_column("runtime_approved_by")
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("is_instance_admin")
+    _drop_column("agents", "runtime_approved_by")
+    _drop_column("users", "is_instance_admin")
+
+
+def _drop_column(table: str, column: str) -> None:
+    if op.get_context().dialect.name == "sqlite":
+        # In place (SQLite ≥ 3.35): a batch "move and copy" drops the old table, and with foreign
+        # keys on that deletes every row that references an agent or a user.
+        op.execute(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+    else:
+        op.drop_column(table, column)
