@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rudder import cli_scale
+from rudder import cli_scale, texts
 from rudder.cli_agents import register as register_agent_check
 from rudder.cli_secrets import secrets_app
 from rudder.cli_users import users_app
@@ -76,7 +76,7 @@ def _describe_db(settings: Settings) -> str:
 @app.command()
 def start(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (0: any free port).")] = None,
     sandbox: Annotated[
         bool,
         typer.Option("--sandbox", help="Also start the offline Feishu/Lark sandbox and use it."),
@@ -85,11 +85,20 @@ def start(
     """Run Rudder (web UI, API, bots and runs in one process)."""
     _setup_logging()
     overrides: dict[str, Any] = {}
-    if host:
+    if host is not None:
         overrides["host"] = host
-    if port:
+    if port is not None:  # 0: any free port
         overrides["port"] = port
     settings = Settings(**overrides)
+    from rudder.config import DeploymentMode
+    from rudder.security import is_loopback_host
+
+    if settings.deployment_mode is DeploymentMode.LOCAL and not is_loopback_host(settings.host):
+        # Local mode has no sign-in: on another interface, the network would own this Rudder.
+        typer.echo(
+            texts.LOCAL_MODE_NOT_LOOPBACK.format(host=settings.host or "every interface"), err=True
+        )
+        raise typer.Exit(2)
     asyncio.run(_start(settings, sandbox))
 
 

@@ -117,7 +117,7 @@ def create(
         if user is None:
             user = User(email=address, name=name.strip() or address)
             session.add(user)
-        user.password_hash = auth.hash_password(secret)
+        user.password_hash = await auth.hash_password_async(secret)
         await session.flush()
         member = await session.scalar(
             select(Membership).where(Membership.org_id == found.id, Membership.user_id == user.id)
@@ -145,7 +145,7 @@ def set_password(
         user = await session.scalar(select(User).where(User.email == address))
         if user is None:
             raise CliError(f"No user {address!r}; create one with `rudder user create`.")
-        user.password_hash = auth.hash_password(secret)
+        user.password_hash = await auth.hash_password_async(secret)
 
     _run(run)
     console.print(f"[green]✓[/] password of {address} changed")

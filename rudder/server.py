@@ -229,6 +229,9 @@ def create_app(
     from rudder.api import routes_auth
 
     security.install(app, settings)  # CSRF (origin) checks and the sign-in redirect for pages
+    from rudder.http_limits import BodyLimit
+
+    app.add_middleware(BodyLimit)  # outside the checks above: nothing reads an oversized body
     app.include_router(routes_auth.router)
     app.include_router(routes_orgs.router)
     app.include_router(routes_agents.router)
@@ -265,8 +268,14 @@ class RunningServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.host, self.port = host, self._sock.getsockname()[1]
+        from rudder.http_limits import uvicorn_options
+
         config = uvicorn.Config(
-            app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5
+            app,
+            log_level=log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            **uvicorn_options(),  # header cap, read deadlines (slowloris)
         )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

@@ -137,3 +137,17 @@ AUTH_NO_ACCOUNT_HINT = "No account yet? An administrator creates one with `rudde
 AUTH_TOKEN_AGENT_NOT_ALLOWED = "Only owners and admins can create API tokens for agents."
 AUTH_TOKEN_NEEDS_USER = "Agent tokens cannot manage API tokens."
 WEB_FEISHU_IDENTITY_UNKNOWN = "There is no such Feishu user for this organization's bots."
+
+# -- HTTP limits and where Rudder may be reached -------------------------------------------------
+HTTP_BODY_TOO_LARGE = "The request body is over the {limit} limit of this route."
+HTTP_HEADERS_TOO_LARGE = "The request line and headers are over the {limit} limit."
+HTTP_HEAD_TIMEOUT = "The request line and headers did not arrive within {seconds} s."
+HTTP_BODY_TIMEOUT = "The request body stopped arriving, or took too long."
+HOST_NOT_ALLOWED = (
+    "Host {host!r} is not an address of this Rudder: in local mode it answers only on loopback "
+    "(127.0.0.1, ::1, localhost) and at RUDDER_PUBLIC_URL."
+)
+LOCAL_MODE_NOT_LOOPBACK = (
+    "Refusing to listen on {host}: local mode has no sign-in, so it listens only on loopback "
+    "(127.0.0.1, ::1, localhost). To serve other machines, set RUDDER_DEPLOYMENT_MODE=authenticated."
+)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -14,9 +19,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rudder.db.models import ApiToken, User, utcnow
 from rudder.domain.errors import NotFound
 
+T = TypeVar("T")
 TOKEN_PREFIX = "rdr_"
 MIN_PASSWORD_LENGTH = 8
 _hasher = PasswordHasher()
+# argon2 takes a few hundred milliseconds of CPU on purpose; on the event loop that stalls every
+# bot's 3-second ack window (three failed sign-ins stalled it 537 ms). It runs in these threads
+# instead (argon2-cffi releases the GIL); a few, so a flood of sign-ins queues here rather than
+# taking every core from the loop.
+_argon2_threads = ThreadPoolExecutor(
+    max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="rudder-argon2"
+)
+
+
+async def _off_loop(fn: Callable[..., T], *args: object) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_argon2_threads, fn, *args)
+
+
+async def hash_password_async(password: str) -> str:
+    return await _off_loop(hash_password, password)
+
+
+async def verify_password_async(password_hash: str | None, password: str) -> bool:
+    return await _off_loop(verify_password, password_hash, password)
 
 
 def hash_password(password: str) -> str:
@@ -49,12 +74,12 @@ async def authenticate(session: AsyncSession, email: str, password: str) -> User
     """
     user = await session.scalar(select(User).where(User.email == normalize_email(email)))
     if user is None or not user.password_hash:
-        verify_password(_dummy_hash(), password)
+        await verify_password_async(await _off_loop(_dummy_hash), password)
         return None
-    if not verify_password(user.password_hash, password):
+    if not await verify_password_async(user.password_hash, password):
         return None
     if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+        user.password_hash = await hash_password_async(password)
     return user
 
 
