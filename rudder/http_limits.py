@@ -194,6 +194,16 @@ class GuardedH11Protocol(H11Protocol):
         super().handle_events()
         self._track()
 
+    def on_response_complete(self) -> None:
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            # Answered before the body was read (an early error, a route that takes none):
+            # reading the rest only to throw it away would serve whoever sends 200 MiB. Close.
+            self.server_state.total_requests += 1
+            self._cancel()
+            self.transport.close()
+            return
+        super().on_response_complete()
+
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
         self._upgraded = True  # the connection belongs to the WebSocket protocol from here on
         self._cancel()
