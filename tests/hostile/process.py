@@ -63,7 +63,7 @@ def rudder_start(
     """Run `rudder start --port 0 ARGS` until the block ends; fails if it does not come up."""
     process = subprocess.Popen(
         rudder_command("start", "--port", "0", *args),
-        env=dict(env),
+        env={"RUDDER_PORT": "0", **env},  # never a fixed port, whatever the CLI makes of --port
         cwd=cwd or ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
