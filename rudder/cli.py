@@ -99,6 +99,10 @@ def start(
             texts.LOCAL_MODE_NOT_LOOPBACK.format(host=settings.host or "every interface"), err=True
         )
         raise typer.Exit(2)
+    if not settings.public_url and not is_loopback_host(settings.host):
+        console.print(
+            f"[yellow]{texts.PUBLIC_URL_UNSET.format(url=settings.effective_public_url)}[/]"
+        )
     asyncio.run(_start(settings, sandbox))
 
 

@@ -151,3 +151,8 @@ LOCAL_MODE_NOT_LOOPBACK = (
     "Refusing to listen on {host}: local mode has no sign-in, so it listens only on loopback "
     "(127.0.0.1, ::1, localhost). To serve other machines, set RUDDER_DEPLOYMENT_MODE=authenticated."
 )
+PUBLIC_URL_UNSET = (
+    "RUDDER_PUBLIC_URL is not set: browsers' sign-ins and forms are accepted only from pages "
+    "opened at a loopback address, and links in Feishu point at {url}. Set it to the address "
+    "people open."
+)

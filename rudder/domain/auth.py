@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import secrets
+import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -27,8 +30,21 @@ _hasher = PasswordHasher()
 # bot's 3-second ack window (three failed sign-ins stalled it 537 ms). It runs in these threads
 # instead (argon2-cffi releases the GIL); a few, so a flood of sign-ins queues here rather than
 # taking every core from the loop.
+ARGON2_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """On Linux, niceness is per thread (and inherited by the lanes argon2 starts): the loop's
+    thread then gets the CPU first when hashing would otherwise delay it."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ARGON2_NICENESS)
+
+
 _argon2_threads = ThreadPoolExecutor(
-    max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="rudder-argon2"
+    max_workers=min(2, os.cpu_count() or 1),
+    thread_name_prefix="rudder-argon2",
+    initializer=_lower_priority,
 )
 
 
