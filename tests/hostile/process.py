@@ -4,16 +4,19 @@ its sockets, how it reads its environment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
 _RUNNING = re.compile(r"Rudder is running at (http://\S+)")
@@ -70,6 +73,7 @@ def rudder_start(
         text=True,
     )
     output: list[str] = []
+    reader: threading.Thread | None = None
     try:
         assert process.stdout is not None
         deadline = time.monotonic() + timeout
@@ -84,6 +88,9 @@ def rudder_start(
                 break
         if url is None:
             raise RuntimeError("rudder start did not come up:\n" + "".join(output))
+        # Keep reading: a full pipe would block the server's next log line.
+        reader = threading.Thread(target=_drain, args=(process.stdout, output), daemon=True)
+        reader.start()
         yield RudderProcess(process, url, output)
     finally:
         if process.poll() is None:
@@ -93,5 +100,13 @@ def rudder_start(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+        if reader is not None:
+            reader.join(10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def _drain(stream: IO[str], into: list[str]) -> None:
+    with contextlib.suppress(ValueError, OSError):  # closed at the end
+        for line in stream:
+            into.append(line)
