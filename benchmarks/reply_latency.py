@@ -189,6 +189,7 @@ async def measure(iterations: int, warmup: int, interval: float = 0.3) -> dict[s
                 database_url=f"sqlite+aiosqlite:///{Path(home) / 'rudder.db'}",
                 secrets_key=secrets.token_hex(32),
                 feishu_base_url=server.url,
+                public_url="http://rudder.bench",  # local mode answers only to its own hosts
             )
             app = create_app(settings)
             async with app.router.lifespan_context(app):

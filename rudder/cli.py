@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rudder import cli_scale
+from rudder import cli_scale, texts
 from rudder.cli_agents import register as register_agent_check
 from rudder.cli_secrets import secrets_app
 from rudder.cli_users import users_app
@@ -91,7 +91,7 @@ def start(
         str | None, typer.Option(help="Interface to listen on.", show_default="127.0.0.1")
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port to listen on.", show_default="3100")
+        int | None, typer.Option(help="Port to listen on (0: any free port).", show_default="3100")
     ] = None,
     sandbox: Annotated[
         bool,
@@ -107,11 +107,24 @@ def start(
     """Run Rudder (web UI, API, bots and runs in one process)."""
     _setup_logging(verbose)
     overrides: dict[str, Any] = {}
-    if host:
+    if host is not None:
         overrides["host"] = host
-    if port:
+    if port is not None:  # 0: any free port
         overrides["port"] = port
     settings = Settings(**overrides)
+    from rudder.config import DeploymentMode
+    from rudder.security import is_loopback_host
+
+    if settings.deployment_mode is DeploymentMode.LOCAL and not is_loopback_host(settings.host):
+        # Local mode has no sign-in: on another interface, the network would own this Rudder.
+        typer.echo(
+            texts.LOCAL_MODE_NOT_LOOPBACK.format(host=settings.host or "every interface"), err=True
+        )
+        raise typer.Exit(2)
+    if not settings.public_url and not is_loopback_host(settings.host):
+        console.print(
+            f"[yellow]{texts.PUBLIC_URL_UNSET.format(url=settings.effective_public_url)}[/]"
+        )
     listener = _bind_or_exit(settings.host, settings.port)
     try:
         asyncio.run(_start(settings, sandbox, listener))

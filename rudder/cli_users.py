@@ -124,7 +124,7 @@ def create(
         if user is None:
             user = User(email=address, name=name.strip() or address)
             session.add(user)
-        user.password_hash = auth.hash_password(secret)
+        user.password_hash = await auth.hash_password_async(secret)
         if instance_admin:
             user.is_instance_admin = True
         await session.flush()
@@ -155,7 +155,7 @@ def set_password(
         user = await session.scalar(select(User).where(User.email == address))
         if user is None:
             raise CliError(f"No user {address!r}; create one with `rudder user create`.")
-        user.password_hash = auth.hash_password(secret)
+        user.password_hash = await auth.hash_password_async(secret)
 
     _run(run)
     console.print(f"[green]✓[/] password of {address} changed")

@@ -7,7 +7,12 @@ from enum import StrEnum
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 class DeploymentMode(StrEnum):
@@ -15,8 +20,44 @@ class DeploymentMode(StrEnum):
     AUTHENTICATED = "authenticated"  # email + password login, session cookie, CSRF, API tokens
 
 
+def _ours(name: str) -> bool:
+    name = name.lower()  # pydantic-settings matches names case-insensitively
+    return name.startswith("rudder_") or name == "database_url"
+
+
+def _only_ours(source: PydanticBaseSettingsSource) -> PydanticBaseSettingsSource:
+    """Hide every variable but RUDDER_* and DATABASE_URL from an environment (or .env) source.
+
+    pydantic-settings reads a field from any variable named like the field or one of its aliases,
+    case-insensitively: `home` was read from $HOME (the database and secrets.key went into `~`
+    itself), `host` and `port` from $HOST and $PORT. Filtering the source, rather than trusting
+    each field's aliases, keeps that true for fields added later.
+    """
+    if isinstance(source, EnvSettingsSource):  # the .env source is one too
+        source.env_vars = {k: v for k, v in source.env_vars.items() if _ours(k)}
+    return source
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, env_prefix="RUDDER_"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            _only_ours(env_settings),
+            _only_ours(dotenv_settings),
+            file_secret_settings,
+        )
 
     home: Path = Field(
         default=Path("~/.rudder"), validation_alias=AliasChoices("RUDDER_HOME", "home")

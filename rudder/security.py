@@ -7,6 +7,7 @@ also be known to the `SessionRegistry` here; signing out (or a new password) for
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import secrets
@@ -21,6 +22,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rudder import texts
 from rudder.config import DeploymentMode, Settings
 from rudder.domain.errors import Unauthorized
 from rudder.services import Services
@@ -32,6 +34,68 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 CSRF_EXEMPT_PATHS = (re.compile(r"^/api/integrations/feishu/[^/]+/webhook/?$"),)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SESSION_COOKIE_RE = re.compile(rf"(?:^|;)\s*{SESSION_COOKIE}=")
+
+
+# -- Loopback and the Host header -----------------------------------------------------------------
+
+
+def is_loopback_host(name: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and `localhost`: names no DNS answer can point elsewhere."""
+    if not name:
+        return False
+    name = name.strip().lower().rstrip(".")
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host_header: str) -> str | None:
+    """The name in a Host header (`name`, `name:port`, `[v6]:port`), or None if malformed."""
+    try:
+        parts = urlsplit(f"//{host_header.strip()}")
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return None
+    return parts.hostname
+
+
+class LocalHostCheck:
+    """Local mode answers only to a Host that names this machine, or RUDDER_PUBLIC_URL's host.
+
+    Local mode has no sign-in. Without this check a page on `rebind.evil.example`, whose DNS
+    answer the attacker switches to 127.0.0.1, is same-origin with itself while it talks to
+    Rudder on loopback, and can read and drive the whole API (DNS rebinding). Its requests carry
+    `Host: rebind.evil.example`, which is refused here with 421 `{error, detail}`.
+    """
+
+    def __init__(self, app: ASGIApp, *, public_url: str | None) -> None:
+        self.app = app
+        public = urlsplit(public_url).hostname if public_url else None
+        self.public_host = public.lower() if public else None
+
+    def allows(self, host_header: str) -> bool:
+        name = _host_name(host_header)
+        return is_loopback_host(name) or (name is not None and name == self.public_host)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not any(
+            p.match(scope["path"]) for p in CSRF_EXEMPT_PATHS
+        ):
+            host = Headers(scope=scope).get("host")
+            # No Host at all is HTTP/1.0 from a script: browsers always send one.
+            if host is not None and not self.allows(host):
+                detail = texts.HOST_NOT_ALLOWED.format(host=host[:200])
+                response = JSONResponse(
+                    {"error": "misdirected_request", "detail": detail}, status_code=421
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 # -- CSRF ------------------------------------------------------------------------------------------
@@ -67,7 +131,9 @@ def csrf_problem(
 
     Browsers set Origin (or at least Referer) and Sec-Fetch-Site themselves and a page on another
     site cannot change them, so a match with our own origin proves the request came from our
-    pages. A request with neither Origin nor Referer is not from a browser page at all (curl, a
+    pages. Our origin is `public_url`'s, or the request's own `scheme://Host` when that Host is
+    loopback (a port-forward, `rudder start` on this machine); never another Host, which anyone
+    can point at our address. A request with neither Origin nor Referer is not from a browser page at all (curl, a
     script, the test client) and carries no ambient authority unless it has our session cookie:
     in `strict` (authenticated) mode such a cookie request is refused, elsewhere it goes on.
     """
@@ -80,9 +146,14 @@ def csrf_problem(
     site = headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         return f"cross-site request refused (Sec-Fetch-Site: {site})"
-    allowed = {o for o in (_origin(f"{scheme}://{headers.get('host', '')}"),) if o}
+    allowed = set()
     if public_url and (public := _origin(public_url)):
         allowed.add(public)
+    # The request's own Host only when it names this machine: any other name may be the
+    # attacker's, pointed at our address (DNS rebinding), and their page would then match it.
+    own = _origin(f"{scheme}://{headers.get('host', '')}")
+    if own is not None and is_loopback_host(urlsplit(own).hostname):
+        allowed.add(own)
     origin = headers.get("origin")
     if origin is not None:
         if _origin(origin) not in allowed:
@@ -165,7 +236,8 @@ class LoginThrottle:
         ]
         return max(1, math.ceil(max(waits))) if waits else None
 
-    def failed(self, keys: Iterable[str]) -> None:
+    def failed(self, keys: Iterable[str]) -> float:
+        """Count a failure for each key; answers its time, for `forgive`."""
         now = self._now()
         if len(self._failures) > self.MAX_KEYS:
             # Many one-off keys (sprayed emails) are otherwise only dropped when seen again.
@@ -174,6 +246,15 @@ class LoginThrottle:
         for key in keys:
             self._recent(key, now)
             self._failures.setdefault(key, deque()).append(now)
+        return now
+
+    def forgive(self, key: str, at: float) -> None:
+        """Take back the one failure counted for `key` at `at` (it turned out a success)."""
+        times = self._failures.get(key)
+        if times is not None and at in times:
+            times.remove(at)
+            if not times:
+                del self._failures[key]
 
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)
@@ -281,10 +362,13 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """The CSRF check (outside the session middleware) and the page redirect to /login."""
+    """The CSRF check (outside the session middleware), in local mode the Host check (outside
+    that), and the page redirect to /login."""
     app.add_middleware(
         CSRFMiddleware,
-        public_url=settings.public_url,
+        public_url=settings.effective_public_url,
         strict=settings.deployment_mode is DeploymentMode.AUTHENTICATED,
     )
+    if settings.deployment_mode is DeploymentMode.LOCAL:
+        app.add_middleware(LocalHostCheck, public_url=settings.effective_public_url)
     app.add_exception_handler(LoginRequired, _login_required)

@@ -235,6 +235,9 @@ def create_app(
     from rudder.api import routes_auth
 
     security.install(app, settings)  # CSRF (origin) checks and the sign-in redirect for pages
+    from rudder.http_limits import BodyLimit
+
+    app.add_middleware(BodyLimit)  # outside the checks above: nothing reads an oversized body
     app.include_router(routes_auth.router)
     app.include_router(routes_orgs.router)
     app.include_router(routes_agents.router)
@@ -304,8 +307,14 @@ class RunningServer:
     ) -> None:
         self._sock = sock if sock is not None else bind_listener(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
+        from rudder.http_limits import uvicorn_options
+
         config = uvicorn.Config(
-            app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5
+            app,
+            log_level=log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            **uvicorn_options(),  # header cap, read deadlines (slowloris)
         )
         self.server = _Server(config, app)
         self._task: asyncio.Task[None] | None = None

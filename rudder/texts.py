@@ -240,3 +240,22 @@ OUTBOUND_MEMBER_CHAT_ONLY = (
 OUTBOUND_AT_ALL_ADMINS_ONLY = (
     'text: mentioning everyone (<at user_id="all">, @all) is for owners and admins only'
 )
+
+# -- HTTP limits and where Rudder may be reached -------------------------------------------------
+HTTP_BODY_TOO_LARGE = "The request body is over the {limit} limit of this route."
+HTTP_HEADERS_TOO_LARGE = "The request line and headers are over the {limit} limit."
+HTTP_HEAD_TIMEOUT = "The request line and headers did not arrive within {seconds} s."
+HTTP_BODY_TIMEOUT = "The request body stopped arriving, or took too long."
+HOST_NOT_ALLOWED = (
+    "Host {host!r} is not an address of this Rudder: in local mode it answers only on loopback "
+    "(127.0.0.1, ::1, localhost) and at RUDDER_PUBLIC_URL."
+)
+LOCAL_MODE_NOT_LOOPBACK = (
+    "Refusing to listen on {host}: local mode has no sign-in, so it listens only on loopback "
+    "(127.0.0.1, ::1, localhost). To serve other machines, set RUDDER_DEPLOYMENT_MODE=authenticated."
+)
+PUBLIC_URL_UNSET = (
+    "RUDDER_PUBLIC_URL is not set: browsers' sign-ins and forms are accepted only from pages "
+    "opened at a loopback address, and links in Feishu point at {url}. Set it to the address "
+    "people open."
+)

@@ -57,12 +57,15 @@ async def sign_in(
     # Checked before the password: a correct guess must not get through once the limit is hit.
     if any(waits):
         raise LoginThrottled(max(w for w in waits if w))
+    # Counted as failed until the password proves right: the check runs off the event loop, so
+    # parallel attempts would otherwise all pass the limit above before the first one fails.
+    attempt = limits.per_email.failed([email_key])
+    limits.per_address.failed([address_key])
     user = await auth.authenticate(session, email, password)
     if user is None:
-        limits.per_email.failed([email_key])
-        limits.per_address.failed([address_key])
         raise Unauthorized(texts.AUTH_LOGIN_FAILED)
     limits.per_email.succeeded(email_key)
+    limits.per_address.forgive(address_key, attempt)
     await session.commit()  # a password rehashed with newer argon2 parameters
     await _start_session(request, services, user)
     return user

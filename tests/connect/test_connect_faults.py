@@ -122,7 +122,7 @@ async def test_setup_resumes_after_restart(rig: FeishuRig) -> None:
     second = create_app(rig.services.settings)
     async with second.router.lifespan_context(second):
         transport = httpx.ASGITransport(app=second)
-        async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://rudder.test") as client:
 
             async def connected() -> bool:
                 body = (await client.get(f"/api/integration-setups/{setup['setup_id']}")).json()

@@ -19,11 +19,13 @@ from sqlalchemy import func, select
 from rudder.db.models import InboundEvent
 from rudder.feishu.inbound import pipeline
 from rudder.feishu.webhook_codec import MAX_BODY_BYTES, encrypt, sign
+from rudder.texts import HTTP_BODY_TOO_LARGE
 from tests.conftest import FeishuRig
 from tests.helpers import default_org_and_agent
 from tests.hostile.conftest import count
 
 ROUTE_LOGGER = "rudder.api.routes_feishu_inbound"
+LIMITS_LOGGER = "rudder.http_limits"  # a body over its limit never reaches the route
 
 
 @dataclass
@@ -160,7 +162,6 @@ FORGERIES: list[tuple[str, Forgery, int, str]] = [
     ("encrypted with another key", _encrypted_with_another_key, 401, "signature mismatch"),
     ("another key, our signature", _another_key_signed_with_ours, 400, "does not decrypt"),
     ("another app's event", _another_apps_event, 401, "signature mismatch"),
-    ("oversized body", _oversized, 413, "over the 1 MiB cap"),
     ("truncated body", _truncated, 400, "not a JSON object"),
     ("deeply nested JSON", _deep_json, 400, "not a JSON object"),
     ("plaintext, unsigned", _plaintext_unsigned, 401, "unsigned request"),
@@ -190,6 +191,26 @@ async def test_forgery_is_refused_logged_and_never_recorded(
     assert r.json()["error"] == "refused"
     refusals = [rec.getMessage() for rec in caplog.records if rec.name == ROUTE_LOGGER]
     assert any(reason in m and f"({status})" in m for m in refusals), refusals
+    assert await hook.recorded() == 0
+    count("webhook forgeries refused")
+
+
+async def test_an_oversized_body_is_refused_before_the_route_reads_it(
+    rig: FeishuRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    hook = await _hook(rig)
+    other = await rig.control("POST", "/apps", json={"name": "Other", "brand": "feishu"})
+    raw, headers = _oversized(hook, other)
+    with caplog.at_level(logging.INFO):
+        r = await rig.client.post(hook.url, content=raw, headers=headers)
+    count("webhook forgeries tried")
+    assert r.status_code == 413, r.text
+    assert r.json() == {
+        "error": "payload_too_large",
+        "detail": HTTP_BODY_TOO_LARGE.format(limit="1 MiB"),
+    }
+    refusals = [rec.getMessage() for rec in caplog.records if rec.name == LIMITS_LOGGER]
+    assert any("(413)" in m and "1 MiB" in m for m in refusals), refusals
     assert await hook.recorded() == 0
     count("webhook forgeries refused")
 
