@@ -190,7 +190,8 @@ def _print_first_steps(settings: Settings, url: str, app: Any, sandbox_server: A
 
     browse = (settings.public_url or url).rstrip("/")
     console.print(
-        f"[bold green]Rudder is running.[/] Open [bold]{browse}[/] in your browser  (Ctrl+C to stop)",
+        f"[bold green]Rudder is running on {url}.[/] Open [bold]{browse}[/] in your browser"
+        "  (Ctrl+C to stop)",
         soft_wrap=True,
     )
     steps = Table.grid(padding=(0, 1))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
-_RUNNING = re.compile(r"Rudder is running. Open (http://\S+) in your browser")
+_RUNNING = re.compile(r"Rudder is running on (http://[^\s]+?)\.? Open ")
 
 
 @dataclass
