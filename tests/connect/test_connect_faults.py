@@ -227,7 +227,7 @@ async def test_a_switched_setup_resumes_on_the_lark_host(rig: FeishuRig) -> None
     second = create_app(rig.services.settings)
     async with second.router.lifespan_context(second):
         transport = httpx.ASGITransport(app=second)
-        async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://rudder.test") as client:
 
             async def connected() -> dict[str, str] | None:
                 body = (await client.get(f"/api/integration-setups/{setup['setup_id']}")).json()
