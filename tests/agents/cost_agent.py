@@ -2,7 +2,8 @@
 the skills it was given (context JSON `skills`).
 
 Env: COST_USD (the run's cost, default 0), TOKENS (input/output tokens instead of a cost),
-FAIL (exit 1 with this on stderr), SLEEP (seconds before answering).
+FAIL (exit 1 with this on stderr), SLEEP (seconds before answering); a prompt with
+"slow" in it takes 30 s.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ def main() -> int:
     ctx = json.loads(sys.stdin.read())
     if os.environ.get("SLEEP"):
         time.sleep(float(os.environ["SLEEP"]))
+    if "slow" in ctx["prompt"]:
+        time.sleep(30)
     if os.environ.get("FAIL"):
         sys.stderr.write(os.environ["FAIL"] + "\n")
         return 1
