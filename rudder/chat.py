@@ -9,7 +9,7 @@ from rudder.db.models import Agent, Conversation, Message, Run
 from rudder.domain import budgets
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
-from rudder.live import conversation_topic
+from rudder.live import conversation_topic, org_topic
 from rudder.run_views import message_view, run_view
 from rudder.services import Services
 
@@ -67,6 +67,9 @@ async def post_user_message(
     topic = conversation_topic(conv.id)
     services.live.publish(topic, "message.created", message_view(message))
     services.live.publish(topic, "run.updated", run_view(run))
+    services.live.publish(
+        org_topic(conv.org_id), "conversation.updated", {"conversation_id": conv.id}
+    )
     if run.status != budgets.HELD:
         await services.runs.submit(run.id, conv.id)
     return message, run

@@ -367,6 +367,9 @@ class InProcessRunQueue:
         topic = conversation_topic(run.conversation_id)
         self._live.publish(topic, "message.updated", message_view(message))
         self._live.publish(topic, "run.updated", run_view(run))
+        self._live.publish(
+            org_topic(run.org_id), "conversation.updated", {"conversation_id": run.conversation_id}
+        )
         if run.status == "failed":
             self._live.publish(org_topic(run.org_id), "run.failed", run_view(run))
         upd.status, upd.text, upd.error = run.status, transcript.text, error

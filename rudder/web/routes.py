@@ -7,6 +7,7 @@ from fastapi.staticfiles import StaticFiles
 
 from rudder.web import (
     pages_agents,
+    pages_agents_host,
     pages_auth,
     pages_integrations,
     pages_messenger,
@@ -17,6 +18,8 @@ from rudder.web.templating import HERE
 router = APIRouter(include_in_schema=False)
 router.mount("/static", StaticFiles(directory=HERE / "static"), name="web-static")
 router.include_router(pages_auth.router)
+# Before pages_agents and pages_messenger: /agents/new and /messenger/attention are not ids.
+router.include_router(pages_agents_host.router)
 router.include_router(pages_agents.router)
 router.include_router(pages_integrations.router)
 router.include_router(pages_messenger.router)
