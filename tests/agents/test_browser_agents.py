@@ -78,9 +78,7 @@ async def test_new_agent_skill_budget_and_messenger_attention(live: Live) -> Non
         await wait_run(live.api, msg["run_id"])
     attention = page.get_by_test_id("attention")
     await expect(attention.locator('a[data-thread="failed-runs"]')).to_be_visible(timeout=10_000)
-    await expect(attention.locator('a[data-thread="budget-alerts"]')).to_be_visible(
-        timeout=10_000
-    )
+    await expect(attention.locator('a[data-thread="budget-alerts"]')).to_be_visible(timeout=10_000)
     assert await page.evaluate("window.attentionMarker") == "no reload"
     await live.shot("11-messenger-attention")
     await attention.locator('a[data-thread="budget-alerts"]').click()
