@@ -9,6 +9,7 @@ from rudder.api.deps import ActorDep, SessionDep, require_org
 from rudder.api.schemas import SkillIn, SkillOut, error_responses
 from rudder.db.models import Agent, Skill
 from rudder.domain import agents, skills
+from rudder.domain.errors import Invalid
 
 router = APIRouter()
 SKILLS_ADMINS_ONLY = "only owners and admins can change the skills library"
@@ -68,14 +69,17 @@ async def create_skill(
 )
 async def import_skill(
     org_id: str,
-    file: UploadFile,
     actor: ActorDep,
     session: SessionDep,
+    file: UploadFile | None = None,
     replace: bool = False,
 ) -> SkillOut:
     """A zipped skill folder (SKILL.md at its top, or in one folder inside)."""
+    # Who asks first: another organization's caller gets 404 whatever it sent.
     await require_org(session, actor, org_id)
     await agents.require_runtime_admin(session, actor.label, org_id, SKILLS_ADMINS_ONLY)
+    if file is None:
+        raise Invalid("file: upload the zipped skill folder as the multipart field 'file'")
     data = await file.read(skills.MAX_ZIP_BYTES + 1)
     skill_md, files = skills.read_zip(data)
     skill = await skills.save_skill(session, org_id, skill_md, files, actor.label, replace=replace)
@@ -103,8 +107,6 @@ async def put_skill(
     text = _skill_md(body)
     parsed_name, _, _ = skills.parse_skill_md(text)
     if parsed_name != name:
-        from rudder.domain.errors import Invalid
-
         raise Invalid(f"name: the SKILL.md names {parsed_name!r}, not {name!r}")
     skill = await skills.save_skill(session, org_id, text, body.files, actor.label, replace=True)
     await session.commit()
