@@ -7,7 +7,9 @@ import pytest
 
 from rudder.services import Services
 from tests.agents.support import cost_runtime, make_agent, member_headers, other_org
+from tests.conftest import FeishuRig
 from tests.helpers import default_org_and_agent, wait_run
+from tests.routing.dialogue import connected_bot
 
 FULL = {
     "name": "Researcher",
@@ -275,3 +277,25 @@ async def test_activity_filters(client: httpx.AsyncClient, services: Services) -
     naive = await client.get(base, params={"since": "2026-01-01T00:00:00"})
     assert naive.status_code == 422 and "since" in naive.json()["detail"]
     assert newest
+
+
+async def test_archive_disconnects_the_bot_and_keeps_history(rig: FeishuRig) -> None:
+    org = (await rig.client.get("/api/orgs")).json()[0]
+    agent = await make_agent(rig.client, org["id"], "Retiring")
+    agent, _ = await connected_bot(rig, agent)
+    conv = (
+        await rig.client.post(
+            f"/api/orgs/{org['id']}/conversations", json={"agent_id": agent["id"]}
+        )
+    ).json()
+    msg = (
+        await rig.client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "x"})
+    ).json()
+    await wait_run(rig.client, msg["run_id"])
+    archived = await rig.client.post(f"/api/agents/{agent['id']}/archive")
+    assert archived.status_code == 200 and archived.json()["status"] == "terminated"
+    feishu = (await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu")).json()
+    assert feishu["status"] == "disconnected", feishu
+    runs = (await rig.client.get(f"/api/agents/{agent['id']}/runs")).json()
+    assert [r["id"] for r in runs] == [msg["run_id"]]
+    assert len((await rig.client.get(f"/api/conversations/{conv['id']}/messages")).json()) == 2

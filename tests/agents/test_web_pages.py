@@ -233,4 +233,6 @@ async def test_messenger_shows_failed_runs_and_budget_alerts(client: httpx.Async
     assert f"/agents/{spender['id']}/budget" in alerts.text
     page = await client.get("/messenger")
     assert 'data-live-url="/messenger/live"' in page.text
+    # Each conversation shows a preview of its last message.
+    assert 'data-testid="preview"' in page.text and "You: go" in page.text
     _no_inline_js(page.text.replace(e(texts.WEB_NO_CONVERSATIONS), ""), "/messenger")
