@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
@@ -156,7 +157,7 @@ async def get_costs(
 ) -> CostsOut:
     """Spend per agent and per calendar month (UTC): cost, tokens and runs."""
     await require_org(session, actor, org_id)
-    return await costs.report(session, org_id, months)
+    return CostsOut.model_validate(asdict(await costs.report(session, org_id, months)))
 
 
 @router.get(
@@ -167,7 +168,9 @@ async def get_costs(
 async def list_prices(org_id: str, actor: ActorDep, session: SessionDep) -> list[ModelPriceOut]:
     """The price table used for runs that report tokens but no cost (USD per million tokens)."""
     await require_org(session, actor, org_id)
-    return await costs.price_table(session, org_id)
+    return [
+        ModelPriceOut.model_validate(asdict(p)) for p in await costs.price_table(session, org_id)
+    ]
 
 
 @router.put(

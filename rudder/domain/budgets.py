@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rudder.db.models import Agent, BudgetIncident, ModelPrice, Organization, Run, utcnow
@@ -170,7 +171,13 @@ async def _open_incident(
         amount_cents=amount,
         spent_cents=spent,
     )
-    session.add(incident)
+    try:
+        # Two runs finishing at once (another instance) may both cross the line: the unique
+        # constraint keeps one incident, and the run's own final write must not fail for it.
+        async with session.begin_nested():
+            session.add(incident)
+    except IntegrityError:
+        return None
     return incident
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rudder.api.schemas import CostRowOut, CostsOut, ModelPriceOut
 from rudder.db.models import Agent, BudgetIncident, ModelPrice, Run, utcnow
 from rudder.domain.budgets import DEFAULT_PRICES, month_bounds, month_of
 
@@ -27,7 +27,34 @@ def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
-async def report(session: AsyncSession, org_id: str, months: int) -> CostsOut:
+@dataclass(frozen=True, slots=True)
+class CostRow:
+    month: str
+    agent_id: str
+    agent_name: str
+    runs: int
+    input_tokens: int
+    output_tokens: int
+    cost_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    months: list[str]
+    rows: list[CostRow]
+    total_cents_by_month: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    model: str
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    cached_input_usd_per_mtok: float
+    source: str  # organization | default
+
+
+async def report(session: AsyncSession, org_id: str, months: int) -> Costs:
     keys = last_months(months)
     start, _ = month_bounds(keys[0])
     _, end = month_bounds(keys[-1])
@@ -51,7 +78,7 @@ async def report(session: AsyncSession, org_id: str, months: int) -> CostsOut:
         slot["out"] += _int((usage or {}).get("output_tokens"))
         slot["usd"] += float(cost or 0.0)
     out_rows = [
-        CostRowOut(
+        CostRow(
             month=month,
             agent_id=agent_id,
             agent_name=names.get(agent_id, agent_id),
@@ -65,16 +92,16 @@ async def report(session: AsyncSession, org_id: str, months: int) -> CostsOut:
     totals = {m: 0 for m in keys}
     for row in out_rows:
         totals[row.month] += row.cost_cents
-    return CostsOut(months=keys, rows=out_rows, total_cents_by_month=totals)
+    return Costs(months=keys, rows=out_rows, total_cents_by_month=totals)
 
 
-async def price_table(session: AsyncSession, org_id: str) -> list[ModelPriceOut]:
+async def price_table(session: AsyncSession, org_id: str) -> list[Price]:
     own = {
         p.model: p
         for p in await session.scalars(select(ModelPrice).where(ModelPrice.org_id == org_id))
     }
     out = [
-        ModelPriceOut(
+        Price(
             model=m,
             input_usd_per_mtok=p.input_usd_per_mtok,
             output_usd_per_mtok=p.output_usd_per_mtok,
@@ -86,7 +113,7 @@ async def price_table(session: AsyncSession, org_id: str) -> list[ModelPriceOut]
     for model, (p_in, p_out, p_cached) in sorted(DEFAULT_PRICES.items()):
         if model not in own:
             out.append(
-                ModelPriceOut(
+                Price(
                     model=model,
                     input_usd_per_mtok=p_in,
                     output_usd_per_mtok=p_out,
