@@ -6,7 +6,7 @@ BOUND_CONVERSATION_READ_ONLY = (
 )
 RUN_INTERRUPTED = "Rudder stopped while this run was in progress; it did not finish."
 RUN_CANCELLED = "Stopped."
-AGENT_PAUSED = "This agent is paused; resume it in its Configuration to get replies."
+AGENT_PAUSED = "This agent is paused; resume it in its Profile tab to get replies."
 AGENT_ARCHIVED = "This agent is archived; it no longer answers. Its history is kept."
 AGENT_BUDGET_HELD = (
     "{agent} has reached its monthly budget; an admin can raise it. Your message is kept and "

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rudder.db.models import ActivityLog, User
+from rudder.db.models import ActivityLog, Integration, User
 
 MAX_LIMIT = 500
 
@@ -61,7 +61,14 @@ async def query(
                 labels.add(f"user:{user_id}")
         q = q.where(ActivityLog.actor.in_(labels))
     if agent_id:
-        q = q.where(ActivityLog.agent_id == agent_id)
+        # Also what happened to its bot (integration rows are recorded by their own id).
+        bots = select(Integration.id).where(Integration.agent_id == agent_id)
+        q = q.where(
+            or_(
+                ActivityLog.agent_id == agent_id,
+                (ActivityLog.entity_type == "integration") & ActivityLog.entity_id.in_(bots),
+            )
+        )
     if action:
         q = q.where(
             ActivityLog.action.startswith(action, autoescape=True)

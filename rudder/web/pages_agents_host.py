@@ -4,7 +4,6 @@ Costs and Activity pages; Messenger's attention threads and its live list."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -176,25 +175,6 @@ async def check_new_runtime(
     data = {k: str(v) for k, v in form.items() if isinstance(v, str)}
     runtime_type = data.get("runtime_type", "process")
     return await _check(request, session, services, actor, frame.current.id, runtime_type, data)
-
-
-@router.post("/agents/{agent_id}/check", response_class=HTMLResponse)
-async def check_saved_runtime(
-    agent_id: str, request: Request, actor: ActorDep, session: SessionDep, services: ServicesDep
-) -> HTMLResponse:
-    agent = await find_agent(session, actor, agent_id)
-    if agent is None:
-        return fragment(request, "agents/_check_rows.html", {"error": texts.WEB_AGENT_NOT_FOUND})
-    config_json = json.dumps(agent.runtime_config)
-    return await _check(
-        request,
-        session,
-        services,
-        actor,
-        agent.org_id,
-        agent.runtime_type,
-        {"runtime_config_json": config_json},
-    )
 
 
 async def _check(

@@ -296,6 +296,14 @@ async def test_archive_disconnects_the_bot_and_keeps_history(rig: FeishuRig) -> 
     assert archived.status_code == 200 and archived.json()["status"] == "terminated"
     feishu = (await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu")).json()
     assert feishu["status"] == "disconnected", feishu
+    # The activity of the agent includes its bot's.
+    actions = [
+        a["action"]
+        for a in (
+            await rig.client.get(f"/api/orgs/{org['id']}/activity", params={"agent": agent["id"]})
+        ).json()
+    ]
+    assert "agent.archived" in actions and "feishu.disconnected" in actions
     runs = (await rig.client.get(f"/api/agents/{agent['id']}/runs")).json()
     assert [r["id"] for r in runs] == [msg["run_id"]]
     assert len((await rig.client.get(f"/api/conversations/{conv['id']}/messages")).json()) == 2
