@@ -224,6 +224,7 @@ async def test_messenger_shows_failed_runs_and_budget_alerts(client: httpx.Async
             await client.post(f"/api/conversations/{conv['id']}/messages", json={"body": "go"})
         ).json()
         await wait_run(client, msg["run_id"])
+        spender_conv = conv["id"]
     panel = (await client.get("/messenger/attention")).text
     assert 'data-thread="failed-runs"' in panel and 'data-thread="budget-alerts"' in panel
     failed = await client.get("/messenger/system/failed-runs")
@@ -231,6 +232,8 @@ async def test_messenger_shows_failed_runs_and_budget_alerts(client: httpx.Async
     alerts = await client.get("/messenger/system/budget-alerts")
     assert "budget reached: paused" in alerts.text
     assert f"/agents/{spender['id']}/budget" in alerts.text
+    held_page = await client.get(f"/messenger/{spender_conv}")
+    assert 'data-testid="budget-held"' in held_page.text
     page = await client.get("/messenger")
     assert 'data-live-url="/messenger/live"' in page.text
     # Each conversation shows a preview of its last message.
