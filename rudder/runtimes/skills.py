@@ -1,7 +1,7 @@
 """Skills delivered to a run the way its runtime reads them (called once, by the executor).
 
 - `claude_local`: Claude Code discovers skills in `.claude/skills/<name>/SKILL.md` of its
-  project and of every directory given with `--add-dir`; each run gets a private directory
+  project and of every directory given with `--add-dir` (since 2.1.32); each run gets a private directory
   with the agent's skills, added with `--add-dir`, so the agent's own working directory (a
   repository, often) is never written to.
 - `codex_local`: Codex discovers repository skills in `.agents/skills/<name>/SKILL.md` from its
