@@ -14,7 +14,16 @@ from rudder.services import Services
 from tests.agents.support import cost_runtime, make_agent
 from tests.conftest import FeishuRig
 from tests.helpers import default_org_and_agent, wait_for, wait_run
-from tests.routing.dialogue import activity, bind, bot_texts, connected_bot, dm, person, say
+from tests.routing.dialogue import (
+    activity,
+    bind,
+    bot_texts,
+    connected_bot,
+    dm,
+    person,
+    say,
+    wait_prompt,
+)
 
 
 async def _send(client: httpx.AsyncClient, conv_id: str, body: str) -> dict[str, object]:
@@ -213,7 +222,13 @@ async def test_feishu_chat_over_the_hard_stop(rig: FeishuRig) -> None:
     ada = await person(rig, "Ada")
     chat = await dm(rig, ada, app)
     await say(rig, chat, ada, "hello")
+    await wait_prompt(rig, chat)
+    # Until Ada uses her link, Messenger lists her as waiting, linking to the bot's tab.
+    waiting = await rig.client.get("/messenger/system/feishu-users")
+    assert f"/agents/{agent['id']}/integrations" in waiting.text
+    assert 'data-thread="feishu-users"' in (await rig.client.get("/messenger/attention")).text
     await bind(rig, chat)
+    assert 'data-thread="feishu-users"' not in (await rig.client.get("/messenger/attention")).text
 
     async def said(text: str) -> bool:
         return any(text in t for t in await bot_texts(rig, chat))
