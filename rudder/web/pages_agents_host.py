@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from markupsafe import escape
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +21,7 @@ from rudder.db.models import (
     BindingCode,
     FeishuUserBinding,
     Integration,
+    ModelPrice,
     Run,
     Secret,
     utcnow,
@@ -27,7 +29,7 @@ from rudder.db.models import (
 from rudder.domain import activity, budgets, costs, skills
 from rudder.domain import agents as agents_domain
 from rudder.domain.agent_status import AgentStatus
-from rudder.domain.errors import DomainError, Forbidden, NotFound
+from rudder.domain.errors import DomainError, Forbidden, Invalid, NotFound
 from rudder.live import LiveEvent, org_topic
 from rudder.runtimes import RUNTIME_LABELS
 from rudder.runtimes.envcheck import check_environment
@@ -48,9 +50,9 @@ def _cents(dollars: str, field: str) -> int:
     try:
         value = float(text)
     except ValueError:
-        raise DomainError(f"{field}: a number of US dollars, like 25 or 7.50") from None
+        raise Invalid(f"{field}: a number of US dollars, like 25 or 7.50") from None
     if value < 0:
-        raise DomainError(f"{field}: must not be negative")
+        raise Invalid(f"{field}: must not be negative")
     return round(value * 100)
 
 
@@ -499,13 +501,108 @@ async def costs_page(request: Request, actor: ActorDep, session: SessionDep) -> 
     return render(request, "org/costs.html", frame, context, nav="costs")
 
 
+ORG_BUDGET_ADMINS_ONLY = "only owners and admins can change the organization's budget"
+PRICES_ADMINS_ONLY = "only owners and admins can change the model price table"
+
+
+async def _costs_error(
+    request: Request, session: AsyncSession, actor: Actor, detail: str, status: int
+) -> HTMLResponse:
+    await session.rollback()
+    response = await costs_page(request, actor, session)
+    body = bytes(response.body).decode()
+    note = f'<div class="errors" role="alert" data-testid="errors"><ul><li>{escape(detail)}</li></ul></div>'
+    body = body.replace('<main class="page">', '<main class="page">' + note, 1)
+    return HTMLResponse(body, status_code=status)
+
+
+@router.post("/costs/budget", response_class=HTMLResponse)
+async def save_org_budget(
+    request: Request, actor: ActorDep, session: SessionDep, services: ServicesDep
+) -> Response:
+    frame = await shell(request, session, actor)
+    if frame.current is None:
+        return not_found(request, frame, texts.WEB_AGENT_NOT_FOUND)
+    org = frame.current
+    form = await request.form()
+    try:
+        await agents_domain.require_runtime_admin(
+            session, actor.label, org.id, ORG_BUDGET_ADMINS_ONLY
+        )
+        cents = _cents(str(form.get("budget") or ""), "budget_monthly_cents")
+        warn = int(str(form.get("warn") or "80"))
+        if not 1 <= warn <= 100:
+            raise Invalid("budget_warn_percent: between 1 and 100")
+    except (DomainError, ValueError) as exc:
+        detail = getattr(exc, "detail", None) or "budget_warn_percent: a whole number"
+        return await _costs_error(request, session, actor, detail, getattr(exc, "status", 422))
+    org.budget_monthly_cents = cents
+    org.budget_warn_percent = warn
+    org.budget_hard_stop = form.get("hard_stop") == "on"
+    activity.record(
+        session,
+        org_id=org.id,
+        actor=actor.label,
+        action="budget.updated",
+        entity_type="org",
+        entity_id=org.id,
+        details={"budget_monthly_cents": cents, "budget_warn_percent": warn},
+    )
+    await session.commit()
+    await agent_control.release_budgets(services, org.id, actor.label)
+    return RedirectResponse("/costs", status_code=303)
+
+
+@router.post("/costs/prices", response_class=HTMLResponse)
+async def save_price(request: Request, actor: ActorDep, session: SessionDep) -> Response:
+    frame = await shell(request, session, actor)
+    if frame.current is None:
+        return not_found(request, frame, texts.WEB_AGENT_NOT_FOUND)
+    org_id = frame.current.id
+    form = await request.form()
+    model = str(form.get("model") or "").strip()
+    try:
+        await agents_domain.require_runtime_admin(session, actor.label, org_id, PRICES_ADMINS_ONLY)
+        if not model or len(model) > 200:
+            raise Invalid("model: 1 to 200 characters")
+        prices = {}
+        for key in ("input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok"):
+            raw = str(form.get(key) or "0").strip()
+            try:
+                prices[key] = float(raw)
+            except ValueError:
+                raise Invalid(f"{key}: a number of US dollars per million tokens") from None
+            if not 0 <= prices[key] <= 10_000:
+                raise Invalid(f"{key}: between 0 and 10000")
+    except DomainError as exc:
+        return await _costs_error(request, session, actor, exc.detail, exc.status)
+    row = await session.scalar(
+        select(ModelPrice).where(ModelPrice.org_id == org_id, ModelPrice.model == model)
+    )
+    if row is None:
+        session.add(ModelPrice(org_id=org_id, model=model, **prices))
+    else:
+        for key, value in prices.items():
+            setattr(row, key, value)
+    activity.record(
+        session,
+        org_id=org_id,
+        actor=actor.label,
+        action="model_price.updated",
+        entity_type="model_price",
+        details={"model": model, **prices},
+    )
+    await session.commit()
+    return RedirectResponse("/costs", status_code=303)
+
+
 def _parse_time(value: str | None, field: str) -> datetime | None:
     if not value:
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise DomainError(f"{field}: a date like 2026-12-01") from None
+        raise Invalid(f"{field}: a date like 2026-12-01") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

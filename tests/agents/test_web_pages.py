@@ -197,6 +197,23 @@ async def test_skills_costs_activity_pages(client: httpx.AsyncClient) -> None:
     assert "skill.created" not in act.text  # filtered to the agent
     everything = await client.get("/activity")
     assert "skill.created" in everything.text
+    saved = await client.post(
+        "/costs/budget", data={"budget": "40", "warn": "90", "hard_stop": "on"}
+    )
+    assert saved.status_code == 303
+    budget = (await client.get(f"/api/orgs/{org['id']}/budget")).json()
+    assert budget["budget_monthly_cents"] == 4000 and budget["budget_warn_percent"] == 90
+    bad_budget = await client.post("/costs/budget", data={"budget": "x"})
+    assert bad_budget.status_code == 422 and "budget_monthly_cents" in bad_budget.text
+    price = await client.post(
+        "/costs/prices",
+        data={"model": "house-1", "input_usd_per_mtok": "1", "output_usd_per_mtok": "2"},
+    )
+    assert price.status_code == 303
+    table = (await client.get(f"/api/orgs/{org['id']}/model-prices")).json()
+    assert table[0]["model"] == "house-1" and table[0]["output_usd_per_mtok"] == 2.0
+    bad_price = await client.post("/costs/prices", data={"model": "m", "input_usd_per_mtok": "-1"})
+    assert bad_price.status_code == 422 and "input_usd_per_mtok" in bad_price.text
     bad_time = await client.get("/activity", params={"since": "yesterday"})
     assert "since" in bad_time.text
 
