@@ -7,6 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# Budgets are 32-bit integers in the database: at most $20,000,000.00 a month.
+MAX_BUDGET_CENTS = 2_000_000_000
+
 
 class Model(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -87,7 +90,7 @@ class AgentIn(Input):
     capabilities: str | None = Field(default=None, max_length=10_000)
     instructions: str | None = Field(default=None, max_length=100_000)
     skills: SkillNames = Field(default_factory=list, max_length=100)
-    budget_monthly_cents: int = Field(default=0, ge=0, le=10**10)
+    budget_monthly_cents: int = Field(default=0, ge=0, le=MAX_BUDGET_CENTS)
     budget_warn_percent: int = Field(default=80, ge=1, le=100)
     budget_hard_stop: bool = True
 
@@ -101,7 +104,7 @@ class AgentPatch(Input):
     capabilities: str | None = Field(default=None, max_length=10_000)
     instructions: str | None = Field(default=None, max_length=100_000)
     skills: SkillNames | None = Field(default=None, max_length=100)
-    budget_monthly_cents: int | None = Field(default=None, ge=0, le=10**10)
+    budget_monthly_cents: int | None = Field(default=None, ge=0, le=MAX_BUDGET_CENTS)
     budget_warn_percent: int | None = Field(default=None, ge=1, le=100)
     budget_hard_stop: bool | None = None
     # Kept for compatibility; POST /agents/{id}/pause|resume|archive say more.
@@ -177,7 +180,7 @@ class ActivityOut(BaseModel):
 
 
 class OrgBudgetIn(Input):
-    budget_monthly_cents: int | None = Field(default=None, ge=0, le=10**10)
+    budget_monthly_cents: int | None = Field(default=None, ge=0, le=MAX_BUDGET_CENTS)
     budget_warn_percent: int | None = Field(default=None, ge=1, le=100)
     budget_hard_stop: bool | None = None
 

@@ -29,6 +29,7 @@ CONFIG_KEYS = (
 )
 BUDGET_KEYS = ("budget_monthly_cents", "budget_warn_percent", "budget_hard_stop")
 BUDGET_ADMINS_ONLY = "only owners and admins can change an agent's budget"
+MAX_BUDGET_CENTS = 2_000_000_000  # a 32-bit column
 RUNTIME_ADMIN_ROLES = ("owner", "admin")
 RUNTIME_ADMINS_ONLY = (
     "only owners and admins can choose an agent's runtime: it runs a command on this server "
@@ -182,8 +183,13 @@ async def _check_skills(session: AsyncSession, org_id: str, names: Any) -> list[
 
 def _check_budget(changes: dict[str, Any]) -> None:
     cents = changes.get("budget_monthly_cents")
-    if cents is not None and (not isinstance(cents, int) or cents < 0):
-        raise Invalid("budget_monthly_cents: must be a whole number of cents, 0 or more")
+    if cents is not None and (
+        not isinstance(cents, int) or isinstance(cents, bool) or not 0 <= cents <= MAX_BUDGET_CENTS
+    ):
+        raise Invalid(
+            "budget_monthly_cents: a whole number of cents from 0 to "
+            f"{MAX_BUDGET_CENTS} ($20,000,000.00)"
+        )
     warn = changes.get("budget_warn_percent")
     if warn is not None and (not isinstance(warn, int) or not 1 <= warn <= 100):
         raise Invalid("budget_warn_percent: must be between 1 and 100")

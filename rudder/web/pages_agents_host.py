@@ -4,6 +4,7 @@ Costs and Activity pages; Messenger's attention threads and its live list."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -51,8 +52,8 @@ def _cents(dollars: str, field: str) -> int:
         value = float(text)
     except ValueError:
         raise Invalid(f"{field}: a number of US dollars, like 25 or 7.50") from None
-    if value < 0:
-        raise Invalid(f"{field}: must not be negative")
+    if not math.isfinite(value) or not 0 <= value * 100 <= agents_domain.MAX_BUDGET_CENTS:
+        raise Invalid(f"{field}: from 0 to 20000000 US dollars")
     return round(value * 100)
 
 

@@ -9,6 +9,7 @@ organization (`{"secret": NAME}`), so no raw JSON is needed; an Advanced JSON fi
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -242,6 +243,8 @@ def config_from_form(runtime_type: str, form: Mapping[str, Any]) -> dict[str, An
                 number = float(value)
             except ValueError:
                 raise FormError(f"runtime_config.{spec.key}: must be a number") from None
+            if not math.isfinite(number):
+                raise FormError(f"runtime_config.{spec.key}: must be a finite number")
             config[spec.key] = (
                 int(number)
                 if number.is_integer() and spec.key in ("max_turns", "max_tokens")

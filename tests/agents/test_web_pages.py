@@ -256,3 +256,23 @@ async def test_messenger_shows_failed_runs_and_budget_alerts(client: httpx.Async
     # Each conversation shows a preview of its last message.
     assert 'data-testid="preview"' in page.text and "You: go" in page.text
     _no_inline_js(page.text.replace(e(texts.WEB_NO_CONVERSATIONS), ""), "/messenger")
+
+
+async def test_form_numbers_out_of_range_are_refused(client: httpx.AsyncClient) -> None:
+    org, _ = await default_org_and_agent(client)
+    for extra, field in (
+        ({"budget": "inf"}, "budget_monthly_cents"),
+        ({"budget": "nan"}, "budget_monthly_cents"),
+        ({"budget": "99999999999"}, "budget_monthly_cents"),
+        ({"rt.process.timeout_sec": "inf"}, "timeout_sec"),
+    ):
+        r = await client.post("/agents/new", data=_new_agent_form("Edge", **extra))
+        assert r.status_code == 422, (extra, r.text[:300])
+        assert field in r.text, extra
+    api = await client.post(
+        f"/api/orgs/{org['id']}/agents", json={"name": "Big", "budget_monthly_cents": 2**31}
+    )
+    assert api.status_code == 422 and "budget_monthly_cents" in api.json()["detail"]
+    assert [a["name"] for a in (await client.get(f"/api/orgs/{org['id']}/agents")).json()] == [
+        "Example Agent"
+    ]
