@@ -42,6 +42,8 @@ class SkillFiles:
 
 def parse_skill_md(text: str) -> tuple[str, str, str]:
     """(name, description, instructions) of a SKILL.md, or Invalid naming what is wrong."""
+    if "\x00" in text:
+        raise Invalid("SKILL.md: must not contain NUL characters")
     match = _FRONT.match(text.replace("\r\n", "\n"))
     if match is None:
         raise Invalid("SKILL.md: must start with front matter between '---' lines")
@@ -84,8 +86,8 @@ def _check_files(files: dict[str, Any]) -> dict[str, str]:
             raise Invalid(f"files: {raw!r} must be a relative path inside the skill's folder")
         if str(path) == "SKILL.md":
             continue
-        if not isinstance(content, str):
-            raise Invalid(f"files: {raw!r} must be text")
+        if not isinstance(content, str) or "\x00" in content or "\x00" in raw:
+            raise Invalid(f"files: {raw!r} must be text (no NUL characters)")
         if len(content.encode()) > MAX_FILE_BYTES:
             raise Invalid(f"files: {raw!r} is larger than {MAX_FILE_BYTES // 1024} KB")
         out[str(path)] = content
