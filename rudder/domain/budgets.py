@@ -340,11 +340,36 @@ def is_budget_paused(agent: Agent) -> bool:
 
 
 async def before_run(session: AsyncSession, run: Run, agent: Agent) -> bool:
-    """True when `run` must be held instead of started (its agent is paused for budget)."""
+    """True when `run` must be held instead of started: its agent is paused for its budget,
+    or is over a hard-stop budget already (lowered below this month's spend) and is paused now.
+    """
+    if (
+        agent.status == AgentStatus.ACTIVE
+        and await _has_hard_stop(session, agent)
+        and await over_hard_stop(session, agent)
+    ):
+        transition(agent, AgentStatus.PAUSED, PauseReason.BUDGET)
+        activity.record(
+            session,
+            org_id=agent.org_id,
+            actor="system",
+            action="agent.paused",
+            entity_type="agent",
+            entity_id=agent.id,
+            details={"pause_reason": PauseReason.BUDGET.value},
+        )
     if not is_budget_paused(agent):
         return False
     run.status = HELD
     return True
+
+
+async def _has_hard_stop(session: AsyncSession, agent: Agent) -> bool:
+    """Whether any hard-stop budget applies (so runs without budgets cost no extra queries)."""
+    if agent.budget_hard_stop and agent.budget_monthly_cents > 0:
+        return True
+    org = await session.get(Organization, agent.org_id)
+    return bool(org is not None and org.budget_hard_stop and org.budget_monthly_cents > 0)
 
 
 async def release(session: AsyncSession, org_id: str, actor: str) -> list[tuple[str, str]]:

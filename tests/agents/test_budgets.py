@@ -189,6 +189,32 @@ async def test_hard_stop_stops_the_agents_runs_in_progress(client: httpx.AsyncCl
     assert (await client.get(f"/api/agents/{agent['id']}")).json()["pause_reason"] == "budget"
 
 
+async def test_a_budget_lowered_below_the_spend_stops_the_next_run(
+    client: httpx.AsyncClient,
+) -> None:
+    org, _ = await default_org_and_agent(client)
+    agent = await make_agent(
+        client, org["id"], "Lowered", runtime_config=cost_runtime(COST_USD="2")
+    )
+    conv = (
+        await client.post(f"/api/orgs/{org['id']}/conversations", json={"agent_id": agent["id"]})
+    ).json()
+    await wait_run(client, (await _send(client, conv["id"], "x"))["run_id"])  # type: ignore[arg-type]
+    lowered = await client.patch(f"/api/agents/{agent['id']}", json={"budget_monthly_cents": 100})
+    assert lowered.json()["status"] == "active"  # nothing runs until the next message
+    held = await _send(client, conv["id"], "y")
+
+    async def is_held() -> bool:
+        run = (await client.get(f"/api/runs/{held['run_id']}")).json()
+        return bool(run["status"] == "held")
+
+    await wait_for(is_held, timeout=10)
+    now = (await client.get(f"/api/agents/{agent['id']}")).json()
+    assert now["status"] == "paused" and now["pause_reason"] == "budget"
+    await client.patch(f"/api/agents/{agent['id']}", json={"budget_monthly_cents": 1000})
+    assert (await wait_run(client, str(held["run_id"])))["status"] == "succeeded"
+
+
 async def test_hard_stop_off_only_alerts(client: httpx.AsyncClient) -> None:
     org, _ = await default_org_and_agent(client)
     agent = await make_agent(
