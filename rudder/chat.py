@@ -5,10 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rudder.db.models import Conversation, Message, Run
+from rudder.db.models import Agent, Conversation, Message, Run
+from rudder.domain import budgets
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
-from rudder.live import conversation_topic
+from rudder.live import conversation_topic, org_topic
 from rudder.run_views import message_view, run_view
 from rudder.services import Services
 
@@ -55,6 +56,10 @@ async def post_user_message(
         external_message_id=external_message_id,
     )
     run = runs_domain.new_run(conv, message, source)
+    agent = await session.get(Agent, conv.agent_id)
+    if agent is not None and budgets.is_budget_paused(agent):
+        # Over its budget: the message is kept and its run held until the agent resumes.
+        run.status = budgets.HELD
     session.add(run)
     await session.flush()
     message.run_id = run.id
@@ -62,7 +67,11 @@ async def post_user_message(
     topic = conversation_topic(conv.id)
     services.live.publish(topic, "message.created", message_view(message))
     services.live.publish(topic, "run.updated", run_view(run))
-    await services.runs.submit(run.id, conv.id)
+    services.live.publish(
+        org_topic(conv.org_id), "conversation.updated", {"conversation_id": conv.id}
+    )
+    if run.status != budgets.HELD:
+        await services.runs.submit(run.id, conv.id)
     return message, run
 
 

@@ -303,6 +303,11 @@ def agent_create(
     config: Annotated[str, typer.Option(help="Runtime configuration as JSON.")] = "",
     role: Annotated[str, typer.Option(help="The agent's role.")] = "general",
     org: Annotated[str | None, typer.Option(help="Organization slug, id or name.")] = None,
+    title: Annotated[str | None, typer.Option(help="Job title.")] = None,
+    capabilities: Annotated[str | None, typer.Option(help="What the agent can do.")] = None,
+    instructions: Annotated[str | None, typer.Option(help="The agent's instructions.")] = None,
+    skill: Annotated[list[str] | None, typer.Option(help="An enabled skill (repeat).")] = None,
+    budget: Annotated[float, typer.Option(help="Monthly budget in US dollars (0: none).")] = 0,
 ) -> None:
     """Create an agent."""
     from rudder.domain import agents
@@ -329,6 +334,11 @@ def agent_create(
             runtime_type=runtime,
             runtime_config=runtime_config,
             role=role,
+            title=title,
+            capabilities=capabilities,
+            instructions=instructions,
+            skills=list(skill or []),
+            budget_monthly_cents=round(budget * 100),
             actor="cli",
             policy=RuntimePolicy.from_settings(Settings()),
         )

@@ -146,5 +146,8 @@ def agent_check(
 
 
 def register(agent_app: typer.Typer) -> None:
-    """Adds `check` to the `rudder agent` command group."""
+    """Adds `check`, `edit`, `pause`, `resume`, `archive` and `revisions` to `rudder agent`."""
+    from rudder import cli_agent_edit
+
     agent_app.command("check")(agent_check)
+    cli_agent_edit.register(agent_app)

@@ -18,14 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rudder import texts
 from rudder.db.models import Agent, Conversation, Message, Run, User, utcnow
+from rudder.domain import budgets, secret_store
 from rudder.domain import conversations as convs
-from rudder.domain import secret_store
+from rudder.domain import skills as skills_domain
 from rudder.domain.runs import FINAL_STATUSES
 from rudder.domain.secrets import SecretBox
-from rudder.live import LiveHub, conversation_topic
+from rudder.live import LiveHub, conversation_topic, org_topic
 from rudder.run_transcript import Transcript
 from rudder.run_views import Observer, RunUpdate, message_view, run_view
 from rudder.runtimes import policy as runtime_policy
+from rudder.runtimes import skills as skill_delivery
 from rudder.runtimes.base import (
     ChatMessage,
     RunContext,
@@ -181,7 +183,9 @@ class InProcessRunQueue:
             except Exception:
                 log.exception("run observer failed in phase %s", phase)
 
-    async def _start(self, run_id: str) -> tuple[RunContext, Any, RunUpdate, str] | None:
+    async def _start(
+        self, run_id: str
+    ) -> tuple[RunContext, Any, RunUpdate, str, list[skills_domain.SkillFiles]] | None:
         async with self._sessions() as session, session.begin():
             run = await session.get(Run, run_id)
             if run is None or run.status != "queued":
@@ -189,6 +193,12 @@ class InProcessRunQueue:
             conv = await session.get(Conversation, run.conversation_id)
             agent = await session.get(Agent, run.agent_id)
             assert conv is not None and agent is not None
+            # Budget hook: an agent paused for its budget does not run; the run waits, held.
+            if await budgets.before_run(session, run, agent):
+                self._live.publish(conversation_topic(conv.id), "run.updated", run_view(run))
+                return None
+            skill_files = await skills_domain.skills_for_run(session, agent)
+            run.skills = [s.name for s in skill_files]
             trigger = (
                 await session.get(Message, run.trigger_message_id)
                 if run.trigger_message_id
@@ -229,6 +239,9 @@ class InProcessRunQueue:
                 allow_private_urls=self.policy.allow_private_urls,
             )
             paused = agent.status != "active"
+            paused_text = (
+                texts.AGENT_ARCHIVED if agent.status == "terminated" else texts.AGENT_PAUSED
+            )
             # Defence in depth: a runtime the operator does not allow (stored before the rule, or
             # written to the database by hand) does not start, whoever saved it.
             refused = runtime_policy.start_problem(
@@ -247,13 +260,13 @@ class InProcessRunQueue:
             self._live.publish(topic, "run.updated", run_view(run))
             self._live.publish(topic, "message.created", message_view(reply))
         if paused:
-            await self._finish(reply.id, upd, Transcript(run_id), "failed", texts.AGENT_PAUSED)
+            await self._finish(reply.id, upd, Transcript(run_id), "failed", paused_text)
             return None
         if refused is not None:
             log.warning("run %s refused by the runtime policy: %s", run_id, refused)
             await self._finish(reply.id, upd, Transcript(run_id), "failed", refused)
             return None
-        return ctx, runtime_type, upd, reply.id
+        return ctx, runtime_type, upd, reply.id, skill_files
 
     def _secret_resolver(self, org_id: str) -> Callable[[str], Awaitable[str]]:
         async def resolve(name: str) -> str:
@@ -269,7 +282,7 @@ class InProcessRunQueue:
         started = await self._start(run_id)
         if started is None:
             return
-        ctx, runtime_type, upd, reply_id = started
+        ctx, runtime_type, upd, reply_id, skill_files = started
         topic = conversation_topic(ctx.conversation_id)
         await self._notify("start", upd)
 
@@ -287,7 +300,10 @@ class InProcessRunQueue:
                     update(Message).where(Message.id == reply_id).values(body=transcript.text)
                 )
 
+        skills_placed = contextlib.ExitStack()
         try:
+            # The agent's skills, where its runtime reads them, for as long as the run lasts.
+            skills_placed.enter_context(skill_delivery.deliver(runtime_type, ctx, skill_files))
             runtime = self._runtime_lookup(runtime_type)
             # aclosing: a stop that lands between events still releases the process at once.
             async with contextlib.aclosing(
@@ -327,6 +343,7 @@ class InProcessRunQueue:
         except Exception as exc:
             log.exception("run %s crashed", run_id)
             status, error = "failed", f"{type(exc).__name__}: {exc}"
+        skills_placed.close()
         await self._finish(reply_id, upd, transcript, status, error)
 
     async def _finish(
@@ -336,7 +353,7 @@ class InProcessRunQueue:
         rows = transcript.take_rows(final_status=status, error=error)
 
         # Shielded: a shutdown that cancels us mid-write must not leave the run "running".
-        async def write() -> tuple[Run, Message]:
+        async def write() -> tuple[Run, Message, budgets.Enforcement]:
             async with self._sessions() as session, session.begin():
                 run = await session.get(Run, transcript.run_id)
                 message = await session.get(Message, reply_id)
@@ -347,6 +364,8 @@ class InProcessRunQueue:
                 run.error = error
                 run.usage = transcript.usage
                 run.finished_at = utcnow()
+                # Budget hook: price the run, alert at the warning, pause at the hard stop.
+                enforcement = await budgets.after_run(session, run)
                 message.body = transcript.text
                 message.status = message_status
                 message.error = error
@@ -355,14 +374,34 @@ class InProcessRunQueue:
                     conv = await session.get(Conversation, run.conversation_id)
                     if conv is not None:
                         conv.runtime_session_id = transcript.session_id
-                return run, message
+                return run, message, enforcement
 
-        run, message = await asyncio.shield(write())
+        run, message, enforcement = await asyncio.shield(write())
+        await self._enforce(run.org_id, enforcement)
         topic = conversation_topic(run.conversation_id)
         self._live.publish(topic, "message.updated", message_view(message))
         self._live.publish(topic, "run.updated", run_view(run))
+        self._live.publish(
+            org_topic(run.org_id), "conversation.updated", {"conversation_id": run.conversation_id}
+        )
+        if run.status == "failed":
+            self._live.publish(org_topic(run.org_id), "run.failed", run_view(run))
         upd.status, upd.text, upd.error = run.status, transcript.text, error
         await self._notify("end", upd)
+
+    async def _enforce(self, org_id: str, enforcement: budgets.Enforcement) -> None:
+        """Carry out what the budget hook decided: stop the paused agents' runs, tell the UI."""
+        for run_id in enforcement.cancel_run_ids:
+            await self.cancel(run_id)
+        if enforcement.incidents or enforcement.paused_agent_ids:
+            self._live.publish(
+                org_topic(org_id),
+                "budget.updated",
+                {
+                    "incidents": enforcement.incidents,
+                    "paused_agent_ids": enforcement.paused_agent_ids,
+                },
+            )
 
 
 async def _author_names(

@@ -122,3 +122,8 @@ def _seq(event: LiveEvent) -> int:
 
 def conversation_topic(conversation_id: str) -> str:
     return f"conversation:{conversation_id}"
+
+
+def org_topic(org_id: str) -> str:
+    """An organization's attention events (failed runs, budget alerts, new messages)."""
+    return f"org:{org_id}"

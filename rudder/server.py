@@ -83,6 +83,9 @@ async def start_services(settings: Settings) -> Services:
     # Before runs are recovered, so re-queued Feishu runs are watched from their first token.
     feishu_outbound.install(services)
     await runs.recover()
+    from rudder import agent_control
+
+    agent_control.start_sweeper(services)  # budgets: a new month resumes held agents
     from rudder.feishu import setup as feishu_setup
 
     await feishu_setup.poller(services).resume()
@@ -153,10 +156,12 @@ async def _recover_bot_events(services: Services, integration_id: str) -> None:
 
 
 async def stop_services(services: Services) -> None:
+    from rudder import agent_control
     from rudder.feishu import setup as feishu_setup
     from rudder.feishu.inbound import pipeline
     from rudder.feishu.supervisor import supervisor
 
+    await agent_control.stop_sweeper(services)
     node = None
     if not services.settings.is_sqlite:
         from rudder.scale.node import node_of

@@ -6,7 +6,15 @@ BOUND_CONVERSATION_READ_ONLY = (
 )
 RUN_INTERRUPTED = "Rudder stopped while this run was in progress; it did not finish."
 RUN_CANCELLED = "Stopped."
-AGENT_PAUSED = "This agent is paused; resume it in its Configuration to get replies."
+AGENT_PAUSED = "This agent is paused; resume it in its Profile tab to get replies."
+AGENT_ARCHIVED = "This agent is archived; it no longer answers. Its history is kept."
+AGENT_BUDGET_HELD = (
+    "{agent} has reached its monthly budget; an admin can raise it. Your message is kept and "
+    "will be answered when the budget allows."
+)
+AGENT_OVER_BUDGET = (
+    "{agent} is still over its monthly budget ({spent} of {budget}); raise the budget first"
+)
 EXAMPLE_AGENT_LABEL = "Example agent — offline, for trying Rudder out"
 
 # -- Feishu / Lark connect ------------------------------------------------------------------------

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Budgets are 32-bit integers in the database: at most $20,000,000.00 a month.
+MAX_BUDGET_CENTS = 2_000_000_000
 
 
 class Model(BaseModel):
@@ -75,13 +78,21 @@ class MemberOut(BaseModel):
     status: str
 
 
+SkillNames = list[Annotated[str, Field(min_length=1, max_length=64)]]
+
+
 class AgentIn(Input):
     name: str = Field(min_length=1, max_length=200)
     runtime_type: str = Field(default="process", min_length=1, max_length=50)
     runtime_config: dict[str, Any] = Field(default_factory=dict)
     role: str = Field(default="general", max_length=100)
     title: str | None = Field(default=None, max_length=200)
+    capabilities: str | None = Field(default=None, max_length=10_000)
     instructions: str | None = Field(default=None, max_length=100_000)
+    skills: SkillNames = Field(default_factory=list, max_length=100)
+    budget_monthly_cents: int = Field(default=0, ge=0, le=MAX_BUDGET_CENTS)
+    budget_warn_percent: int = Field(default=80, ge=1, le=100)
+    budget_hard_stop: bool = True
 
 
 class AgentPatch(Input):
@@ -90,13 +101,29 @@ class AgentPatch(Input):
     runtime_config: dict[str, Any] | None = None
     role: str | None = Field(default=None, max_length=100)
     title: str | None = Field(default=None, max_length=200)
+    capabilities: str | None = Field(default=None, max_length=10_000)
     instructions: str | None = Field(default=None, max_length=100_000)
-    status: Literal["active", "paused"] | None = None
+    skills: SkillNames | None = Field(default=None, max_length=100)
+    budget_monthly_cents: int | None = Field(default=None, ge=0, le=MAX_BUDGET_CENTS)
+    budget_warn_percent: int | None = Field(default=None, ge=1, le=100)
+    budget_hard_stop: bool | None = None
+    # Kept for compatibility; POST /agents/{id}/pause|resume|archive say more.
+    status: Literal["active", "paused", "terminated"] | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required_columns(self) -> AgentPatch:
         # Leaving a field out keeps its value; null would clear a column that must have one.
-        for name in ("name", "runtime_type", "runtime_config", "role", "status"):
+        for name in (
+            "name",
+            "runtime_type",
+            "runtime_config",
+            "role",
+            "status",
+            "skills",
+            "budget_monthly_cents",
+            "budget_warn_percent",
+            "budget_hard_stop",
+        ):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name}: must not be null (leave it out to keep it)")
         return self
@@ -108,12 +135,132 @@ class AgentOut(Model):
     name: str
     role: str
     title: str | None
+    capabilities: str | None
     status: str
+    pause_reason: str | None
+    paused_at: datetime | None
+    terminated_at: datetime | None
     runtime_type: str
     runtime_config: dict[str, Any]
     instructions: str | None
+    skills: list[str]
+    budget_monthly_cents: int
+    budget_warn_percent: int
+    budget_hard_stop: bool
+    # This calendar month's spend (UTC), from the runs' own costs.
+    spent_monthly_cents: int = 0
     is_example: bool
     created_at: datetime
+
+
+class PauseIn(Input):
+    reason: Literal["manual", "system"] = "manual"
+
+
+class RevisionOut(Model):
+    rev: int
+    actor: str
+    source: str
+    changed_keys: list[str]
+    before_config: dict[str, Any]
+    after_config: dict[str, Any]
+    created_at: datetime
+
+
+class ActivityOut(BaseModel):
+    id: str
+    created_at: datetime
+    actor: str
+    actor_name: str | None
+    action: str
+    entity_type: str
+    entity_id: str | None
+    agent_id: str | None
+    details: dict[str, Any]
+
+
+class OrgBudgetIn(Input):
+    budget_monthly_cents: int | None = Field(default=None, ge=0, le=MAX_BUDGET_CENTS)
+    budget_warn_percent: int | None = Field(default=None, ge=1, le=100)
+    budget_hard_stop: bool | None = None
+
+
+class OrgBudgetOut(BaseModel):
+    budget_monthly_cents: int
+    budget_warn_percent: int
+    budget_hard_stop: bool
+    spent_monthly_cents: int
+    month: str
+
+
+class IncidentOut(Model):
+    id: str
+    scope_type: str
+    scope_id: str
+    agent_id: str | None
+    kind: str
+    month: str
+    amount_cents: int
+    spent_cents: int
+    status: str
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+class CostRowOut(BaseModel):
+    month: str
+    agent_id: str
+    agent_name: str
+    runs: int
+    input_tokens: int
+    output_tokens: int
+    cost_cents: int
+
+
+class CostsOut(BaseModel):
+    months: list[str]
+    rows: list[CostRowOut]
+    total_cents_by_month: dict[str, int]
+
+
+class ModelPriceIn(Input):
+    input_usd_per_mtok: float = Field(ge=0, le=10_000)
+    output_usd_per_mtok: float = Field(ge=0, le=10_000)
+    cached_input_usd_per_mtok: float = Field(default=0.0, ge=0, le=10_000)
+
+
+class ModelPriceOut(BaseModel):
+    model: str
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    cached_input_usd_per_mtok: float
+    source: Literal["organization", "default"]
+
+
+class SkillIn(Input):
+    """A skill: either the whole `skill_md`, or `name` + `description` + `instructions`."""
+
+    skill_md: str | None = Field(default=None, max_length=200_000)
+    name: str | None = Field(default=None, max_length=64)
+    description: str | None = Field(default=None, max_length=1024)
+    instructions: str | None = Field(default=None, max_length=200_000)
+    files: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SkillIn:
+        if self.skill_md is None and (self.name is None or self.description is None):
+            raise ValueError("skill_md: give the SKILL.md text, or name and description")
+        return self
+
+
+class SkillOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    skill_md: str
+    files: list[str]
+    updated_at: datetime | None
+    agents: list[str]
 
 
 class ConversationIn(Input):
@@ -177,6 +324,8 @@ class RunOut(Model):
     finished_at: datetime | None
     error: str | None
     usage: dict[str, Any]
+    cost_usd: float | None = None
+    skills: list[str] = []
     created_at: datetime
 
 

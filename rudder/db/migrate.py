@@ -42,3 +42,19 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
 
     async with engine.begin() as conn:
         await conn.run_sync(_run)
+
+
+def drop_columns(table: str, *columns: str) -> None:
+    """Drop columns in a migration's downgrade without copying the table.
+
+    On SQLite, Alembic's batch mode drops a column by copying the table and dropping the old
+    one; with foreign keys on, that drop deletes every row referencing the table (runs of an
+    agent, members of an organization). SQLite ≥ 3.35 drops a plain column in place instead.
+    """
+    from alembic import op
+
+    for column in columns:
+        if op.get_context().dialect.name == "sqlite":
+            op.execute(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+        else:
+            op.drop_column(table, column)

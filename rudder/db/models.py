@@ -1,10 +1,12 @@
 """Every table, importable from one place."""
 
 from rudder.db.base import Base, new_id, utcnow
+from rudder.db.models_budgets import BudgetIncident, ModelPrice, Skill
 from rudder.db.models_chat import Conversation, Message, Run, RunEventRow
 from rudder.db.models_core import (
     ActivityLog,
     Agent,
+    AgentConfigRevision,
     ApiToken,
     Membership,
     Organization,
@@ -27,10 +29,12 @@ from rudder.db.models_reads import ConversationRead
 __all__ = [
     "ActivityLog",
     "Agent",
+    "AgentConfigRevision",
     "ApiToken",
     "Base",
     "BindingCode",
     "BotLease",
+    "BudgetIncident",
     "ChatBinding",
     "Conversation",
     "ConversationRead",
@@ -40,12 +44,14 @@ __all__ = [
     "Integration",
     "Membership",
     "Message",
+    "ModelPrice",
     "Organization",
     "OutboxItem",
     "Run",
     "RunEventRow",
     "Secret",
     "SetupSession",
+    "Skill",
     "User",
     "new_id",
     "utcnow",

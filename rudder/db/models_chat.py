@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rudder.db.base import Base
@@ -68,7 +68,11 @@ class Message(Base):
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_conversation_status", "conversation_id", "status"),)
+    __table_args__ = (
+        Index("ix_runs_conversation_status", "conversation_id", "status"),
+        # Spend per agent and month (budgets, the Costs page).
+        Index("ix_runs_agent_finished", "agent_id", "finished_at"),
+    )
 
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
@@ -83,6 +87,10 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     usage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What this run cost (the runtime's own figure, or tokens × the model price table).
+    cost_usd: Mapped[float | None] = mapped_column(Float, default=None)
+    # Names of the skills the run was given.
+    skills: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class RunEventRow(Base):

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, false
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rudder.db.base import Base
@@ -16,6 +26,10 @@ class Organization(Base):
 
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(100), unique=True)
+    # Monthly budget of the whole organization (calendar month, UTC); 0 = no budget.
+    budget_monthly_cents: Mapped[int] = mapped_column(Integer, default=0)
+    budget_warn_percent: Mapped[int] = mapped_column(Integer, default=80)
+    budget_hard_stop: Mapped[bool] = mapped_column(default=True)
 
 
 class User(Base):
@@ -61,7 +75,12 @@ class Agent(Base):
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(100), default="general")
     title: Mapped[str | None] = mapped_column(String(200), default=None)
-    status: Mapped[str] = mapped_column(String(20), default="active")  # active | paused
+    capabilities: Mapped[str | None] = mapped_column(Text, default=None)
+    # active | paused | terminated (rudder.domain.agent_status holds the transitions)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    pause_reason: Mapped[str | None] = mapped_column(String(20), default=None)
+    paused_at: Mapped[datetime | None] = mapped_column(default=None)
+    terminated_at: Mapped[datetime | None] = mapped_column(default=None)
     runtime_type: Mapped[str] = mapped_column(String(50))
     runtime_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     instructions: Mapped[str | None] = mapped_column(Text, default=None)
@@ -70,6 +89,12 @@ class Agent(Base):
     # (`user:<id>`) or the operator (`cli`, `system`). None: nobody allowed to, and in
     # authenticated mode the executor refuses to start it (docs/security.md).
     runtime_approved_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    # Names of the organization's skills enabled for this agent.
+    skills: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Monthly budget (calendar month, UTC); 0 = no budget of its own.
+    budget_monthly_cents: Mapped[int] = mapped_column(Integer, default=0)
+    budget_warn_percent: Mapped[int] = mapped_column(Integer, default=80)
+    budget_hard_stop: Mapped[bool] = mapped_column(default=True)
 
 
 class Secret(Base):
@@ -95,3 +120,21 @@ class ActivityLog(Base):
     entity_type: Mapped[str] = mapped_column(String(50))
     entity_id: Mapped[str | None] = mapped_column(String(64), default=None)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The agent concerned, if any (an agent's own changes, its budget, skills, bindings).
+    agent_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+
+
+class AgentConfigRevision(Base):
+    """One change of an agent's configuration: who, when, which keys, before and after."""
+
+    __tablename__ = "agent_config_revisions"
+    __table_args__ = (UniqueConstraint("agent_id", "rev"),)
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    rev: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(20), default="edit")  # create | edit | rollback
+    changed_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
+    before_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    after_config: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rudder.db.models import Conversation, Message, Run, utcnow
 from rudder.domain.errors import NotFound
 
-ACTIVE_STATUSES = ("queued", "running")
+# `held`: waiting for its agent to come back from a budget pause (rudder.domain.budgets).
+ACTIVE_STATUSES = ("queued", "running", "held")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 
@@ -61,7 +62,7 @@ def request_cancel(run: Run) -> bool:
     if run.status in FINAL_STATUSES or run.cancel_requested_at is not None:
         return False
     run.cancel_requested_at = run.cancel_requested_at or utcnow()
-    if run.status == "queued":
+    if run.status in ("queued", "held"):
         run.status = "cancelled"
         run.finished_at = utcnow()
     return True

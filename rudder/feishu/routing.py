@@ -14,8 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rudder import chat, texts
-from rudder.db.models import Agent, ChatBinding, Conversation, Integration, utcnow
+from rudder.db.models import Agent, ChatBinding, Conversation, Integration, Run, utcnow
 from rudder.db.models import InboundEvent as InboundRow
+from rudder.domain import budgets
 from rudder.domain import runs as runs_domain
 from rudder.feishu import bindings, names
 from rudder.feishu.events import InboundEvent, InboundMessage, parse_event
@@ -166,6 +167,9 @@ async def route(
             external_sender_id=message.sender_open_id,
             external_message_id=message.message_id,
         )
+    if run.status == budgets.HELD:
+        # Budget hook: the message is kept and answered when the agent resumes.
+        return await _held_for_budget(services, integration, message, event, run)
     # The reply's card goes out while the run starts, not after.
     outbound_of(services).expect(
         run.id,
@@ -233,6 +237,29 @@ async def _prompt(
             "delivered (the group was told to use a direct chat)"
         )
     return "held", "sender is not linked to a Rudder member; binding prompt sent privately"
+
+
+async def _held_for_budget(
+    services: Services,
+    integration: Integration,
+    message: InboundMessage,
+    event: InboundEvent,
+    run: Run,
+) -> Outcome:
+    """One notice per chat and budget pause: the first held message of the conversation."""
+    async with services.sessions() as session:
+        agent = await session.get(Agent, run.agent_id)
+        held = await budgets.held_count(session, run.conversation_id)
+    if held <= 1 and agent is not None:
+        await send_notice(
+            services,
+            integration.id,
+            message.chat_id,
+            texts.AGENT_BUDGET_HELD.format(agent=agent.name),
+            reply_to=message.message_id,
+            key=_key("budget", event.event_id),
+        )
+    return "held", "the agent has reached its monthly budget; the message waits for a resume"
 
 
 async def _notice_allowed(

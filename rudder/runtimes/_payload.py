@@ -9,7 +9,9 @@ from .base import RunContext
 
 def context_payload(ctx: RunContext) -> dict[str, Any]:
     """The JSON document the `process` runtime writes on stdin and the `http` runtime POSTs."""
+    extra = {"skills": ctx.extra["skills"]} if "skills" in ctx.extra else {}
     return {
+        **extra,
         "run_id": ctx.run_id,
         "agent": {"id": ctx.agent_id, "name": ctx.agent_name, "instructions": ctx.instructions},
         "conversation_id": ctx.conversation_id,

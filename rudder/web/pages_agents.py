@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
 from rudder import chat, texts
 from rudder.api.deps import ActorDep, ServicesDep, SessionDep
-from rudder.db.models import Agent, Conversation, Run, RunEventRow
+from rudder.db.models import Agent, Conversation, Run, RunEventRow, Secret
 from rudder.domain import agents as agents_domain
 from rudder.domain.errors import DomainError
 from rudder.feishu import connect as connecting
-from rudder.runtimes import RUNTIME_LABELS, RUNTIME_TYPES
+from rudder.runtimes import RUNTIME_LABELS
 from rudder.runtimes.policy import RuntimePolicy
 from rudder.web.lookups import find_agent, find_run
 from rudder.web.templating import Shell, not_found, render, shell
@@ -51,9 +51,15 @@ async def agent_list(request: Request, actor: ActorDep, session: SessionDep) -> 
         for agent in await agents_domain.list_agents(session, frame.current.id):
             integration = await connecting.integration_for_agent(session, agent.id)
             rows.append((agent, integration.status if integration else "disconnected"))
-    return render(
-        request, "agents/list.html", frame, {"rows": rows, "labels": RUNTIME_LABELS}, nav="agents"
-    )
+    from rudder.domain import budgets
+
+    spent = await budgets.spent_by_agent(session, frame.current.id) if frame.current else {}
+    regions = {}
+    for agent, _ in rows:
+        integration = await connecting.integration_for_agent(session, agent.id)
+        regions[agent.id] = integration.region if integration else None
+    context = {"rows": rows, "labels": RUNTIME_LABELS, "spent": spent, "regions": regions}
+    return render(request, "agents/list.html", frame, context, nav="agents")
 
 
 @router.get("/agents/{agent_id}", response_class=HTMLResponse)
@@ -79,12 +85,25 @@ async def overview(
     return _agent_page(request, frame, agent, "overview", context)
 
 
-def _config_context(agent: Agent, runtime_type: str, config_text: str) -> dict[str, Any]:
+async def _config_context(
+    session: Any, agent: Agent, runtime_type: str, config: dict[str, Any]
+) -> dict[str, Any]:
+    from rudder.web import runtime_forms
+
+    values = runtime_forms.empty_values()
+    values[runtime_type] = runtime_forms.values_for(runtime_type, config)
+    secret_names = list(
+        await session.scalars(
+            select(Secret.name).where(Secret.org_id == agent.org_id).order_by(Secret.name)
+        )
+    )
     return {
-        "runtime_types": [(t, RUNTIME_LABELS.get(t, t)) for t in RUNTIME_TYPES],
-        "form_runtime_type": runtime_type,
-        "form_config": config_text,
-        "form_status": agent.status,
+        "runtime_forms": runtime_forms.forms(),
+        "form": {"runtime_type": runtime_type},
+        "values": values,
+        "secret_names": secret_names,
+        "config_json": json.dumps(config, indent=2),
+        "revisions": await agents_domain.revisions(session, agent.id),
         "errors": [],
         "saved": False,
     }
@@ -98,51 +117,77 @@ async def configuration(
     if agent is None:
         return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
     frame = await shell(request, session, actor, agent.org_id)
-    context = _config_context(agent, agent.runtime_type, json.dumps(agent.runtime_config, indent=2))
+    context = await _config_context(session, agent, agent.runtime_type, dict(agent.runtime_config))
     context["saved"] = request.query_params.get("saved") == "1"
     return _agent_page(request, frame, agent, "configuration", context)
 
 
 @router.post("/agents/{agent_id}/configuration", response_class=HTMLResponse)
 async def save_configuration(
-    agent_id: str,
-    request: Request,
-    actor: ActorDep,
-    session: SessionDep,
-    services: ServicesDep,
-    runtime_type: Annotated[str, Form(max_length=50)],
-    runtime_config: Annotated[str, Form(max_length=20_000)] = "{}",
-    status: Annotated[str, Form(max_length=20)] = "active",
+    agent_id: str, request: Request, actor: ActorDep, session: SessionDep, services: ServicesDep
 ) -> Response:
+    """The runtime, from its form (or the Advanced JSON field), kept as a revision."""
+    from rudder.web import runtime_forms
+
     agent = await find_agent(session, actor, agent_id)
     if agent is None:
         return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
-    frame = await shell(request, session, actor, agent.org_id)
+    form = await request.form()
+    data = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    runtime_type = data.get("runtime_type", agent.runtime_type)
     errors: list[str] = []
-    config: Any = None
+    config: dict[str, Any] = {}
     try:
-        config = json.loads(runtime_config or "{}")
-    except json.JSONDecodeError as exc:
-        errors.append(texts.WEB_CONFIG_NOT_JSON.format(detail=exc.msg, line=exc.lineno))
-    if config is not None and not isinstance(config, dict):
-        errors.append(texts.WEB_CONFIG_NOT_OBJECT)
-    if not errors:
-        try:
-            changes = {"runtime_type": runtime_type, "runtime_config": config, "status": status}
-            policy = RuntimePolicy.from_settings(services.settings)
-            await agents_domain.update_agent(session, agent, changes, actor.label, policy)
-            await session.commit()
-        except DomainError as exc:
-            await session.rollback()
-            errors.append(exc.detail)
+        config = runtime_forms.config_from_form(runtime_type, data)
+        changes: dict[str, Any] = {"runtime_type": runtime_type, "runtime_config": config}
+        policy = RuntimePolicy.from_settings(services.settings)
+        await agents_domain.update_agent(session, agent, changes, actor.label, policy)
+        await session.commit()
+    except (DomainError, runtime_forms.FormError) as exc:
+        await session.rollback()
+        errors.append(getattr(exc, "detail", None) or str(exc))
     if errors:
         # A rollback expires every loaded row; reload what the page shows.
         await session.refresh(agent)
         frame = await shell(request, session, actor, agent.org_id)
-        context = _config_context(agent, runtime_type, runtime_config)
-        context["form_status"] = status
+        context = await _config_context(session, agent, runtime_type, config)
         context["errors"] = errors
+        context["config_json_override"] = data.get("runtime_config_json") or data.get(
+            "runtime_config"
+        )
         return _agent_page(request, frame, agent, "configuration", context, status=422)
+    return RedirectResponse(f"/agents/{agent.id}/configuration?saved=1", status_code=303)
+
+
+@router.post("/agents/{agent_id}/revisions/{rev}/rollback", response_class=HTMLResponse)
+async def rollback(
+    agent_id: str,
+    rev: int,
+    request: Request,
+    actor: ActorDep,
+    session: SessionDep,
+    services: ServicesDep,
+) -> Response:
+    from rudder import agent_control
+
+    agent = await find_agent(session, actor, agent_id)
+    if agent is None:
+        return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+    try:
+        await agents_domain.rollback(
+            session, agent, rev, actor.label, RuntimePolicy.from_settings(services.settings)
+        )
+        await session.commit()
+    except DomainError as exc:
+        await session.rollback()
+        await session.refresh(agent)
+        frame = await shell(request, session, actor, agent.org_id)
+        context = await _config_context(
+            session, agent, agent.runtime_type, dict(agent.runtime_config)
+        )
+        context["errors"] = [exc.detail]
+        return _agent_page(request, frame, agent, "configuration", context, status=exc.status)
+    await agent_control.release_budgets(services, agent.org_id, actor.label)
     return RedirectResponse(f"/agents/{agent.id}/configuration?saved=1", status_code=303)
 
 

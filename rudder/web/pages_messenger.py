@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rudder import chat, texts
 from rudder.api.deps import Actor, ActorDep, ServicesDep, SessionDep
-from rudder.db.models import Agent, Conversation, Run, User
+from rudder.db.models import Agent, Conversation, Message, Run, User
 from rudder.domain import agents as agents_domain
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
@@ -54,6 +54,30 @@ async def _failed(session: AsyncSession, ids: list[str]) -> set[str]:
     return set(rows)
 
 
+async def _previews(session: AsyncSession, ids: list[str]) -> dict[str, str]:
+    """The last message of each conversation, shortened, for the list."""
+    if not ids:
+        return {}
+    latest = (
+        select(Message.conversation_id, func.max(Message.seq).label("seq"))
+        .where(Message.conversation_id.in_(ids), Message.body != "")
+        .group_by(Message.conversation_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(Message.conversation_id, Message.role, Message.body).join(
+            latest,
+            and_(Message.conversation_id == latest.c.conversation_id, Message.seq == latest.c.seq),
+        )
+    )
+    out = {}
+    for conv_id, role, body in rows.all():
+        text = " ".join(body.split())
+        text = text if len(text) <= 80 else text[:79] + "…"
+        out[conv_id] = ("You: " if role == "user" else "") + text
+    return out
+
+
 async def _sidebar(
     session: AsyncSession, actor: Actor, org_id: str, agent_filter: str | None
 ) -> dict[str, Any]:
@@ -66,6 +90,7 @@ async def _sidebar(
         "conversations": conversations,
         "failed": await _failed(session, ids),
         "unread": await reads.unread_ids(session, actor.user_id, conversations),
+        "previews": await _previews(session, ids),
         "agent_filter": agent_filter,
     }
 

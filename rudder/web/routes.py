@@ -7,6 +7,7 @@ from fastapi.staticfiles import StaticFiles
 
 from rudder.web import (
     pages_agents,
+    pages_agents_host,
     pages_auth,
     pages_connect,
     pages_docs,
@@ -21,6 +22,8 @@ router.mount("/static", StaticFiles(directory=HERE / "static"), name="web-static
 router.include_router(pages_auth.router)
 router.include_router(pages_docs.router)
 router.include_router(pages_connect.router)
+# Before pages_agents and pages_messenger: /agents/new and /messenger/attention are not ids.
+router.include_router(pages_agents_host.router)
 router.include_router(pages_agents.router)
 router.include_router(pages_integrations.router)
 router.include_router(pages_messenger.router)

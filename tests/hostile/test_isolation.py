@@ -82,6 +82,10 @@ async def _world(rig: FeishuRig) -> World:
         json={"integration_id": r.json()["id"], "open_id": "ou_owner", "user_id": owner["user_id"]},
     )
     assert binding.status_code == 200, binding.text
+    skill = await rig.client.post(
+        f"/api/orgs/{org['id']}/skills", json={"name": "org-a-skill", "description": "A's"}
+    )
+    assert skill.status_code == 201, skill.text
     token = await rig.client.post(f"/api/orgs/{org['id']}/api-tokens", json={"name": "script"})
     assert token.status_code in (200, 201), token.text
     secret_value = "sk-live-" + "7" * 24
@@ -127,6 +131,10 @@ async def _world(rig: FeishuRig) -> World:
             "message_id": msg["id"],
             "binding_id": binding.json()["id"],
             "token_id": token.json()["id"],
+            # Agents host (issue 22): a revision number, a skill of org A, a model's price.
+            "rev": "1",
+            "name": "org-a-skill",
+            "model": "gpt-4o",
         },
         secrets=[
             secret_value,
@@ -180,6 +188,14 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "user_id": "u",
     },
     ("POST", "/api/orgs/{org_id}/api-tokens"): {"name": "t"},
+    ("POST", "/api/agents/{agent_id}/pause"): {"reason": "manual"},
+    ("PATCH", "/api/orgs/{org_id}/budget"): {"budget_monthly_cents": 1},
+    ("POST", "/api/orgs/{org_id}/skills"): {"name": "x", "description": "y"},
+    ("PUT", "/api/orgs/{org_id}/skills/{name}"): {"name": "org-a-skill", "description": "y"},
+    ("PUT", "/api/orgs/{org_id}/model-prices/{model}"): {
+        "input_usd_per_mtok": 1,
+        "output_usd_per_mtok": 1,
+    },
     ("POST", "/api/agents/{agent_id}/integrations/feishu/messages"): {
         "chat_id": "oc_x",
         "text": "hi",
@@ -224,7 +240,7 @@ async def test_another_orgs_tokens_get_404_on_every_id_route(
                 elif r.status_code != 404 and not out_of_scope:
                     leaks.append(f"{token_name} {method} {path}: {r.status_code} {text[:200]}")
                 for name, value in world.ids.items():
-                    if name != "code" and value in text:
+                    if name not in ("code", "rev", "model") and value in text:
                         leaks.append(f"{token_name} {method} {path}: body names org A's {name}")
     count("isolation: id routes checked", len(routes))
     count("isolation: wrong answers", len(leaks))

@@ -26,7 +26,7 @@ async def test_agent_tabs_render(client: httpx.AsyncClient) -> None:
     _, agent_id = await first_agent(client)
     for tab, marker in [
         ("", "Runtime"),
-        ("/configuration", "Runtime settings (JSON)"),
+        ("/configuration", "Revisions"),
         ("/runs", texts.WEB_NO_RUNS),
         ("/integrations", "Feishu CN"),
     ]:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from rudder.db.migrate import drop_columns
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -28,14 +30,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    _drop_column("agents", "runtime_approved_by")
-    _drop_column("users", "is_instance_admin")
-
-
-def _drop_column(table: str, column: str) -> None:
-    if op.get_context().dialect.name == "sqlite":
-        # In place (SQLite ≥ 3.35): a batch "move and copy" drops the old table, and with foreign
-        # keys on that deletes every row that references an agent or a user.
-        op.execute(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
-    else:
-        op.drop_column(table, column)
+    # In place, never by copying the table (see drop_columns): agents and users are referenced
+    # by most other tables.
+    drop_columns("agents", "runtime_approved_by")
+    drop_columns("users", "is_instance_admin")
