@@ -34,6 +34,7 @@ from rudder.domain.errors import DomainError, Forbidden, Invalid, NotFound
 from rudder.live import LiveEvent, org_topic
 from rudder.runtimes import RUNTIME_LABELS
 from rudder.runtimes.envcheck import check_environment
+from rudder.runtimes.policy import RuntimePolicy
 from rudder.web import runtime_forms
 from rudder.web.lookups import find_agent
 from rudder.web.templating import Shell, fragment, not_found, render, shell
@@ -117,7 +118,9 @@ async def new_agent(request: Request, actor: ActorDep, session: SessionDep) -> H
 
 
 @router.post("/agents/new", response_class=HTMLResponse)
-async def create_agent(request: Request, actor: ActorDep, session: SessionDep) -> Response:
+async def create_agent(
+    request: Request, actor: ActorDep, session: SessionDep, services: ServicesDep
+) -> Response:
     frame = await shell(request, session, actor)
     if frame.current is None:
         return not_found(request, frame, texts.WEB_AGENT_NOT_FOUND)
@@ -143,6 +146,7 @@ async def create_agent(request: Request, actor: ActorDep, session: SessionDep) -
             budget_warn_percent=int(data.get("warn") or 80),
             budget_hard_stop=data.get("hard_stop") == "on",
             actor=actor.label,
+            policy=RuntimePolicy.from_settings(services.settings),
         )
         await session.commit()
     except (DomainError, runtime_forms.FormError, ValueError) as exc:
@@ -224,7 +228,8 @@ async def _save(
     services: ServicesDep,
 ) -> Response:
     try:
-        await agents_domain.update_agent(session, agent, changes, actor.label)
+        policy = RuntimePolicy.from_settings(services.settings)
+        await agents_domain.update_agent(session, agent, changes, actor.label, policy)
         await session.commit()
     except DomainError as exc:
         await session.rollback()
