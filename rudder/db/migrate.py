@@ -31,6 +31,12 @@ def _pending(connection: Connection) -> list[str]:
     return [rev.revision for rev in script.iterate_revisions(head, current[0] if current else None)]
 
 
+def revisions() -> list[str]:
+    """Every revision, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
 async def pending_migrations(engine: AsyncEngine) -> list[str]:
     async with engine.connect() as conn:
         return await conn.run_sync(_pending)

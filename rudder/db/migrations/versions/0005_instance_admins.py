@@ -19,14 +19,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("is_instance_admin", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+    # Plain ALTER TABLE … ADD COLUMN, never a batch "move and copy": on SQLite that drops the old
+    # table, and with foreign keys on the drop deletes every membership of every user.
+    op.add_column(
+        "users",
+        sa.Column("is_instance_admin", sa.Boolean(), server_default=sa.false(), nullable=False),
+    )
     # Existing agents start unapproved: in authenticated mode an instance admin saves a
     # server-executing runtime again before it runs (docs/security.md).
-    with op.batch_alter_table("agents", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("runtime_approved_by", sa.String(length=100), nullable=True))
+    op.add_column("agents", sa.Column("runtime_approved_by", sa.String(length=100), nullable=True))
 
 
 def downgrade() -> None:

@@ -22,6 +22,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # Plain ALTER TABLE … ADD COLUMN, never a batch "move and copy": on SQLite that drops the old
+    # table, and with foreign keys on the drop deletes every row that references it.
     op.create_table(
         "budget_incidents",
         sa.Column("org_id", sa.String(length=32), nullable=False),
@@ -51,8 +53,9 @@ def upgrade() -> None:
             name=op.f("uq_budget_incidents_scope_type_scope_id_month_kind"),
         ),
     )
-    with op.batch_alter_table("budget_incidents", schema=None) as batch_op:
-        batch_op.create_index("ix_budget_incidents_org_status", ["org_id", "status"], unique=False)
+    op.create_index(
+        "ix_budget_incidents_org_status", "budget_incidents", ["org_id", "status"], unique=False
+    )
 
     op.create_table(
         "model_prices",
@@ -118,45 +121,48 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agent_config_revisions")),
         sa.UniqueConstraint("agent_id", "rev", name=op.f("uq_agent_config_revisions_agent_id_rev")),
     )
-    with op.batch_alter_table("activity_log", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("agent_id", sa.String(length=32), nullable=True))
-        batch_op.create_index(batch_op.f("ix_activity_log_agent_id"), ["agent_id"], unique=False)
+    op.add_column("activity_log", sa.Column("agent_id", sa.String(length=32), nullable=True))
+    op.create_index("ix_activity_log_agent_id", "activity_log", ["agent_id"], unique=False)
 
-    with op.batch_alter_table("agents", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("capabilities", sa.Text(), nullable=True))
-        batch_op.add_column(sa.Column("pause_reason", sa.String(length=20), nullable=True))
-        batch_op.add_column(
-            sa.Column("paused_at", rudder.db.base.UTCDateTime(timezone=True), nullable=True)
-        )
-        batch_op.add_column(
-            sa.Column("terminated_at", rudder.db.base.UTCDateTime(timezone=True), nullable=True)
-        )
-        batch_op.add_column(sa.Column("skills", sa.JSON(), nullable=False, server_default="[]"))
-        batch_op.add_column(
-            sa.Column("budget_monthly_cents", sa.Integer(), nullable=False, server_default="0")
-        )
-        batch_op.add_column(
-            sa.Column("budget_warn_percent", sa.Integer(), nullable=False, server_default="80")
-        )
-        batch_op.add_column(
-            sa.Column("budget_hard_stop", sa.Boolean(), nullable=False, server_default=sa.true())
-        )
+    op.add_column("agents", sa.Column("capabilities", sa.Text(), nullable=True))
+    op.add_column("agents", sa.Column("pause_reason", sa.String(length=20), nullable=True))
+    op.add_column(
+        "agents", sa.Column("paused_at", rudder.db.base.UTCDateTime(timezone=True), nullable=True)
+    )
+    op.add_column(
+        "agents",
+        sa.Column("terminated_at", rudder.db.base.UTCDateTime(timezone=True), nullable=True),
+    )
+    op.add_column("agents", sa.Column("skills", sa.JSON(), nullable=False, server_default="[]"))
+    op.add_column(
+        "agents",
+        sa.Column("budget_monthly_cents", sa.Integer(), nullable=False, server_default="0"),
+    )
+    op.add_column(
+        "agents",
+        sa.Column("budget_warn_percent", sa.Integer(), nullable=False, server_default="80"),
+    )
+    op.add_column(
+        "agents",
+        sa.Column("budget_hard_stop", sa.Boolean(), nullable=False, server_default=sa.true()),
+    )
 
-    with op.batch_alter_table("organizations", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("budget_monthly_cents", sa.Integer(), nullable=False, server_default="0")
-        )
-        batch_op.add_column(
-            sa.Column("budget_warn_percent", sa.Integer(), nullable=False, server_default="80")
-        )
-        batch_op.add_column(
-            sa.Column("budget_hard_stop", sa.Boolean(), nullable=False, server_default=sa.true())
-        )
+    op.add_column(
+        "organizations",
+        sa.Column("budget_monthly_cents", sa.Integer(), nullable=False, server_default="0"),
+    )
+    op.add_column(
+        "organizations",
+        sa.Column("budget_warn_percent", sa.Integer(), nullable=False, server_default="80"),
+    )
+    op.add_column(
+        "organizations",
+        sa.Column("budget_hard_stop", sa.Boolean(), nullable=False, server_default=sa.true()),
+    )
 
-    with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("cost_usd", sa.Float(), nullable=True))
-        batch_op.add_column(sa.Column("skills", sa.JSON(), nullable=False, server_default="[]"))
-        batch_op.create_index("ix_runs_agent_finished", ["agent_id", "finished_at"], unique=False)
+    op.add_column("runs", sa.Column("cost_usd", sa.Float(), nullable=True))
+    op.add_column("runs", sa.Column("skills", sa.JSON(), nullable=False, server_default="[]"))
+    op.create_index("ix_runs_agent_finished", "runs", ["agent_id", "finished_at"], unique=False)
 
 
 def downgrade() -> None:
@@ -177,14 +183,12 @@ def downgrade() -> None:
         "capabilities",
     )
 
-    with op.batch_alter_table("activity_log", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_activity_log_agent_id"))
-        batch_op.drop_column("agent_id")
+    op.drop_index("ix_activity_log_agent_id", table_name="activity_log")
+    drop_columns("activity_log", "agent_id")
 
     op.drop_table("agent_config_revisions")
     op.drop_table("skills")
     op.drop_table("model_prices")
-    with op.batch_alter_table("budget_incidents", schema=None) as batch_op:
-        batch_op.drop_index("ix_budget_incidents_org_status")
+    op.drop_index("ix_budget_incidents_org_status", table_name="budget_incidents")
 
     op.drop_table("budget_incidents")
