@@ -82,7 +82,10 @@ async def test_nobody_but_an_admin_lifts_a_hard_stop(
         page = await client.post(
             f"/agents/{agent['id']}/budget", data={"budget": "999", "warn": "80"}, headers=headers
         )
-        if page.status_code == 422 and "only owners and admins" in page.text:
+        # A member sees the form's reason; an agent token may not use pages at all (403).
+        if (page.status_code == 422 and "only owners and admins" in page.text) or (
+            who == "agent" and page.status_code == 403
+        ):
             count("budget bypass attempts refused")
         else:
             wrong.append(f"{who} web budget form: {page.status_code}")

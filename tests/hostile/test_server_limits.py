@@ -97,8 +97,8 @@ ATTACKS = [
     ("POST", "/api/auth/login", False, "application/json", 413),
     ("POST", "/api/auth/login", True, "application/json", 413),
     ("POST", "/api/orgs", True, "application/json", 413),
-    ("POST", "/agents/x/configuration", True, FORM, 413),  # a page's form
-    ("POST", "/agents/x/configuration", False, FORM, 413),
+    ("POST", "/switch-org", True, FORM, 413),  # a page's form
+    ("POST", "/switch-org", False, FORM, 413),
     # Routes that take no body answer at once, and the rest of the body is not read either.
     ("GET", "/api/orgs", True, "application/json", 200),
     ("POST", "/api/auth/logout", True, "application/json", 204),
