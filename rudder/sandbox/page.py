@@ -102,7 +102,7 @@ $("send").onsubmit = async (e) => {
   $("text").value = ""; refresh();
 };
 poll();
-</script></body></html>"""
+</script><script src="/_sandbox/page-extras.js"></script></body></html>"""
 
 
 async def page(request: Request) -> Response:

@@ -21,12 +21,17 @@ from rudder.sandbox import (
     auth,
     cardkit,
     contact,
+    callbacks,
     control,
     control_faults,
+    control_media,
+    history,
     im,
     longconn,
     page,
+    page_extras,
     registration,
+    resources,
     slash,
 )
 from rudder.sandbox.core import Sandbox
@@ -80,6 +85,8 @@ def _routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = []
     for module_routes in (
         auth.routes,
+        resources.routes,
+        history.routes,
         im.routes,
         contact.routes,
         cardkit.routes,
@@ -87,7 +94,10 @@ def _routes() -> list[BaseRoute]:
         registration.routes,
         control.routes,
         control_faults.routes,
+        control_media.routes,
+        callbacks.routes,
         page.routes,
+        page_extras.routes,
     ):
         routes.extend(module_routes)
     routes.append(Route("/callback/ws/endpoint", longconn.endpoint, methods=["POST"]))
