@@ -17,7 +17,7 @@ import binascii
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -108,7 +108,9 @@ def _decode_ack(payload: bytes | None) -> tuple[dict[str, Any] | None, str]:
         response = json.loads(base64.b64decode(data))
     except (ValueError, TypeError, binascii.Error):
         return None, "ack data is not base64 JSON"
-    return (response, "answered") if isinstance(response, dict) else (None, "response not an object")
+    return (
+        (response, "answered") if isinstance(response, dict) else (None, "response not an object")
+    )
 
 
 async def _exchange(sandbox: Sandbox, app: App, record: CallbackRecord) -> None:
@@ -205,7 +207,10 @@ async def deliver(
     sandbox.callbacks.append(record)
     started = time.monotonic()
     if EVENT_TYPE not in app.callback_types:
-        record.status, record.detail = "not_subscribed", "the app does not subscribe to the callback"
+        record.status, record.detail = (
+            "not_subscribed",
+            "the app does not subscribe to the callback",
+        )
     else:
         await _exchange(sandbox, app, record)
         if record.status == "answered":

@@ -154,9 +154,7 @@ async def upload(sandbox: Sandbox, request: Request, body: dict[str, Any]) -> An
 
 async def list_resources(sandbox: Sandbox, request: Request, body: dict[str, Any]) -> Any:
     owner = request.query_params.get("app_id")
-    items = [
-        r.public() for r in sandbox.resources.values() if not owner or r.owner_app_id == owner
-    ]
+    items = [r.public() for r in sandbox.resources.values() if not owner or r.owner_app_id == owner]
     return {"items": items}
 
 

@@ -15,6 +15,7 @@ from rudder.sandbox.delivery import DeliveryEngine
 from rudder.sandbox.envelope import fail
 from rudder.sandbox.limits import ApiFault, ApiLimiter, SlidingWindow
 from rudder.sandbox.longconn import ConnectionHub
+from rudder.sandbox.resource_store import Resource, StreamFault, keys_in_content
 from rudder.sandbox.settings import Clock, Settings
 from rudder.sandbox.state import (
     App,
@@ -31,7 +32,6 @@ from rudder.sandbox.state import (
     new_chat_id,
     new_message_id,
 )
-from rudder.sandbox.resource_store import Resource, StreamFault, keys_in_content
 from rudder.sandbox.tokens import TokenStore
 from rudder.sandbox.webhook import WebhookSender
 
@@ -150,7 +150,9 @@ class Sandbox:
                 return existing
         elif chat_type != "group":
             raise SandboxError("type must be p2p or group")
-        if chat_mode not in (None, "group", "topic") or (chat_mode == "topic" and chat_type != "group"):
+        if chat_mode not in (None, "group", "topic") or (
+            chat_mode == "topic" and chat_type != "group"
+        ):
             raise SandboxError("chat_mode must be group or topic (topic for group chats only)")
         default_name = users[0].name if chat_type == "p2p" and users else "Group chat"
         chat = Chat(
@@ -160,7 +162,9 @@ class Sandbox:
             user_ids=[u.user_id for u in users],
             app_ids=[a.app_id for a in apps],
             created_at=self.clock.now(),
-            chat_mode="p2p" if chat_type == "p2p" else ("topic" if chat_mode == "topic" else "group"),
+            chat_mode="p2p"
+            if chat_type == "p2p"
+            else ("topic" if chat_mode == "topic" else "group"),
         )
         chat.joined_at = {a.app_id: chat.created_at for a in apps}
         self.chats[chat.chat_id] = chat
@@ -242,7 +246,9 @@ class Sandbox:
         if thread_id is not None and parent is None:
             parent = threads.thread_root(self, chat, thread_id)
             if parent is None:
-                raise SandboxError(f"unknown thread_id {thread_id!r} in this chat", 404, "not_found")
+                raise SandboxError(
+                    f"unknown thread_id {thread_id!r} in this chat", 404, "not_found"
+                )
         placement = threads.place(self, chat, parent, in_thread=thread_id is not None)
         now = self.clock.now()
         message = Message(

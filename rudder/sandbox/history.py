@@ -47,7 +47,7 @@ def _offset(token: str) -> int | None:
     return value if isinstance(value, int) and value >= 0 else None
 
 
-def _seconds(raw: str | None, name: str) -> int | None | Response:
+def _seconds(raw: str | None, name: str) -> int | Response | None:
     if raw is None or raw == "":
         return None
     if not raw.isdigit():
@@ -138,7 +138,9 @@ async def list_messages(request: Request) -> Response:
     id_type = q.get("container_id_type", "")
     container_id = q.get("container_id", "")
     if id_type not in ("chat", "thread"):
-        return fail(FIELD_VALIDATION, "field validation failed: container_id_type must be chat or thread")
+        return fail(
+            FIELD_VALIDATION, "field validation failed: container_id_type must be chat or thread"
+        )
     if not container_id:
         return fail(FIELD_VALIDATION, "field validation failed: container_id is required")
     sort_type = q.get("sort_type") or "ByCreateTimeAsc"
@@ -146,7 +148,9 @@ async def list_messages(request: Request) -> Response:
         return fail(FIELD_VALIDATION, "field validation failed: sort_type is invalid")
     raw_size = q.get("page_size") or str(PAGE_SIZE_DEFAULT)
     if not raw_size.isdigit() or not 1 <= int(raw_size) <= PAGE_SIZE_MAX:
-        return fail(FIELD_VALIDATION, f"field validation failed: page_size must be 1..{PAGE_SIZE_MAX}")
+        return fail(
+            FIELD_VALIDATION, f"field validation failed: page_size must be 1..{PAGE_SIZE_MAX}"
+        )
     page_size = int(raw_size)
     start = _seconds(q.get("start_time"), "start_time")
     end = _seconds(q.get("end_time"), "end_time")

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rudder.sandbox.envelope import access_denied, authorize, fail, ok, read_json_object
 from rudder.sandbox import resources, threads
+from rudder.sandbox.envelope import access_denied, authorize, fail, ok, read_json_object
 from rudder.sandbox.state import App, Chat, Message, Reaction, new_message_id, now_ms
 
 if TYPE_CHECKING:

@@ -154,7 +154,9 @@ class ConnectionHub:
                     conn.ack_payloads.pop(key, None)
         return ok, detail, conn.conn_id
 
-    async def exchange(self, app_id: str, payload: bytes, timeout: float) -> tuple[str, bytes | None]:
+    async def exchange(
+        self, app_id: str, payload: bytes, timeout: float
+    ) -> tuple[str, bytes | None]:
         """Push a callback to one live connection; its ack payload, or why there is none."""
         connections = self.live(app_id)
         if not connections:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from email.parser import BytesParser
+from email.policy import default as default_policy
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -72,19 +73,37 @@ async def _upload_form(
         return fail(TOO_LARGE, "The file size exceed the max value.")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         return fail(INVALID_PARAM, "Invalid request param: the body must be multipart/form-data.")
-    try:
-        form = await request.form(max_files=2, max_fields=8)
-    except Exception:  # malformed multipart framing
+    fields = parse_multipart(request.headers["content-type"], await request.body())
+    if fields is None:
         return fail(INVALID_PARAM, "Invalid request param: malformed multipart body.")
-    fields: dict[str, Any] = {}
-    for key, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            fields[key] = await value.read()
-            fields[key + ".filename"] = value.filename or ""
-        else:
-            fields[key] = value
-    await form.close()
     return sandbox, app, fields
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, Any] | None:
+    """Every part as raw bytes (file parts) or text, by name; None when the framing is broken.
+
+    Starlette's form parser turns a part without a filename into text, but the SDKs send the
+    image/file part without one (lark-oapi's MultipartEncoder of a bare stream), so the bytes
+    would be decoded; the standard library's MIME parser keeps every part's bytes as sent.
+    """
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    message = BytesParser(policy=default_policy).parsebytes(head + body)
+    if not message.is_multipart() or message.defects:
+        return None
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes):
+            data = b""
+        if name in ("image", "file"):
+            fields[name] = data
+            fields[name + ".filename"] = part.get_filename() or ""
+        else:
+            fields[name] = data.decode("utf-8", "replace")
+    return fields
 
 
 def _size_errors(data: object, limit: int) -> Response | None:
@@ -130,7 +149,8 @@ async def upload_file(request: Request) -> Response:
     file_type = fields.get("file_type")
     if file_type not in FILE_TYPES:
         return fail(
-            INVALID_PARAM, f"Invalid request param: file_type must be one of {', '.join(FILE_TYPES)}."
+            INVALID_PARAM,
+            f"Invalid request param: file_type must be one of {', '.join(FILE_TYPES)}.",
         )
     file_name = fields.get("file_name")
     if not isinstance(file_name, str) or not file_name:
@@ -168,8 +188,18 @@ async def _stream(data: bytes, truncate_after: int | None) -> AsyncIterator[byte
         raise ConnectionAbortedError("download cut by an injected fault")
 
 
+def feishu_case(response: Response) -> Response:
+    """Header names as Feishu spells them (Content-Type, Content-Disposition, …)."""
+    response.raw_headers = [(k.title(), v) for k, v in response.raw_headers]
+    return response
+
+
 async def get_message_resource(request: Request) -> Response:
     """GET /open-apis/im/v1/messages/:message_id/resources/:file_key?type=image|file."""
+    return feishu_case(await _message_resource(request))
+
+
+async def _message_resource(request: Request) -> Response:
     sandbox = _sandbox(request)
     api = "im.message.resource.get"
     app = authorize(sandbox, request, api)

@@ -19,9 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rudder.sandbox import (
     auth,
+    callbacks,
     cardkit,
     contact,
-    callbacks,
     control,
     control_faults,
     control_media,
@@ -138,8 +138,13 @@ class SandboxServer:
         host: str = "127.0.0.1",
         port: int = 0,
         stop_timeout: float = 5.0,
+        http: str = "auto",
     ) -> None:
         self.sandbox = sandbox or Sandbox()
+        # "h11" keeps header names as the handlers spell them (the resource download spells
+        # them as Feishu does, which lark-oapi's download reads case-sensitively); httptools,
+        # the default when installed, writes every name in lower case.
+        self.http = http
         self.host = host
         self.port = port
         self._stop_timeout = stop_timeout
@@ -158,6 +163,7 @@ class SandboxServer:
             log_level="warning",
             lifespan="on",
             ws="websockets-sansio",
+            http=self.http,
             timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
