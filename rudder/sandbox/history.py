@@ -183,7 +183,7 @@ async def list_messages(request: Request) -> Response:
         messages = list(reversed(messages))
     page = messages[offset : offset + page_size]
     has_more = offset + page_size < len(messages)
-    with_name = q.get("with_sender_name") == "true"
+    with_name = q.get("with_sender_name", "").lower() in ("true", "1")
     data: dict[str, Any] = {
         "has_more": has_more,
         "items": [history_item(sandbox, app, m, with_name) for m in page],
