@@ -217,7 +217,7 @@ async def test_history_time_range(sandbox: SandboxHarness) -> None:
 async def test_history_needs_the_scope_the_chat_and_never_shows_before_joining(
     sandbox: SandboxHarness,
 ) -> None:
-    app, user, chat = await _group(sandbox)
+    _app, user, chat = await _group(sandbox)
     await _post(sandbox, chat, {"user_id": user, "text": "before the second bot"})
     late = await sandbox.control("POST", "/apps", json={"name": "Late", "scopes": None})
     await sandbox.control("POST", f"/chats/{chat}/bots", json={"app_id": late["app_id"]})
