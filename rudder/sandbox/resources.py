@@ -256,7 +256,8 @@ def check_media(sandbox: Sandbox, app: App, msg_type: str, content: str) -> Resp
         resource = sandbox.resources.get(key)
         if resource is None or resource.kind != kind:
             return fail(SEND_INVALID, f"invalid message content: unknown {kind} key {key}")
-        if resource.owner_app_id != app.app_id:
+        # Stickers cannot be uploaded: a bot sends one it received (send doc), else its own.
+        if msg_type != "sticker" and resource.owner_app_id != app.app_id:
             return fail(NOT_RESOURCE_OWNER, "The bot is not the owner of the resource.")
         wanted = {"audio": "opus", "media": "mp4"}.get(msg_type)
         if wanted and kind == "file" and resource.file_type != wanted:
