@@ -11,8 +11,8 @@ import pytest
 from playwright.async_api import async_playwright, expect
 
 from rudder.sandbox.resource_store import PLACEHOLDER_PNG
-from tests.sandbox.conftest import SandboxHarness, eventually
-from tests.sandbox.test_card_callbacks import CARD, SdkWebhook, webhook_app  # noqa: F401
+from tests.sandbox.conftest import SandboxHarness, SdkWebhook, eventually
+from tests.sandbox.test_card_callbacks import CARD
 from tests.sandbox.test_media import lark_client, sdk_send
 from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, _require_chromium
 
