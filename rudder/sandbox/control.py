@@ -278,12 +278,10 @@ def _content(body: dict[str, Any], msg_type: str) -> dict[str, Any]:
         if not isinstance(text, str):
             raise SandboxError("text must be a string")
         return {**content, "text": text}
-    defaults: dict[str, dict[str, Any]] = {
-        "image": {"image_key": "img_v3_sandbox"},
-        "file": {"file_key": "file_v3_sandbox", "file_name": "file.txt"},
-        "post": {"title": "", "content": [[{"tag": "text", "text": str(body.get("text", ""))}]]},
-    }
-    return content or defaults.get(msg_type, {})
+    # Media without `content` are built from stored bytes (control_media.user_content).
+    if not content and msg_type == "post":
+        return {"title": "", "content": [[{"tag": "text", "text": str(body.get("text", ""))}]]}
+    return content
 
 
 async def post_message(sandbox: Sandbox, request: Request, body: dict[str, Any]) -> Any:

@@ -209,7 +209,8 @@ class SandboxServer:
 
 async def serve_sandbox(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
     """Run the sandbox until cancelled (``rudder sandbox``)."""
-    server = SandboxServer(host=host, port=port)
+    # h11 keeps Feishu's header spelling on downloads for SDKs that read it case-sensitively.
+    server = SandboxServer(host=host, port=port, http="h11")
     await server.start()
     log.info("Feishu/Lark sandbox on %s (people page: %s/_sandbox/)", server.url, server.url)
     try:
