@@ -1,9 +1,11 @@
 """Images and files: upload (image.create, file.create) and download (message_resource.get).
 
-Error codes are those of the docs' error tables: 234001 invalid param, 234006 too large
-(files 30 MB, images 10 MB), 234010 empty file, 234011 image format not recognised, 234003 the
-key is not in the message, 234004 the app is not in the message's chat, 234037 the resource is
-over the 100 MB download limit, 234043 a type that cannot be downloaded (stickers).
+Upload codes follow image.create's error table: 234001 invalid param, 234006 too large (files
+30 MB, images 10 MB), 234010 empty file; 234011 (image format not recognised) is the same
+family's number for that case. The download doc confirms its limits (100 MB, no stickers) but
+its error table was not at hand: 234003 the key is not in the message, 234004 the app is not in
+the message's chat, 234037 over the download limit and 234043 unsupported type are the numbers
+of that family as commonly reported — a client should key on `code != 0` and the HTTP 400.
 """
 
 from __future__ import annotations
