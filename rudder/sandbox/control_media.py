@@ -12,17 +12,19 @@ import binascii
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from rudder.sandbox.control import endpoint
 from rudder.sandbox.core import SandboxError
+from rudder.sandbox.envelope import control_error, json_response
 from rudder.sandbox.resource_store import (
     FILE_TYPES,
     PLACEHOLDER_PNG,
     Resource,
     ResourceKind,
     store,
+    store_stream,
 )
 from rudder.sandbox.resources import content_disposition
 
@@ -163,12 +165,50 @@ async def get_resource(sandbox: Sandbox, request: Request, body: dict[str, Any])
     if resource is None:
         raise SandboxError("unknown resource key", 404, "not_found")
     headers = {"Content-Disposition": content_disposition(resource.file_name)}
-    return Response(resource.data, media_type=resource.mime_type, headers=headers)
+    headers["Content-Length"] = str(resource.size)
+    return StreamingResponse(resource.chunks(), media_type=resource.mime_type, headers=headers)
+
+
+async def upload_raw(request: Request) -> Response:
+    """POST /files with a raw (non-JSON) body: streamed to disk; metadata in the query."""
+    sandbox: Sandbox = request.app.state.sandbox
+    q = request.query_params
+    kind = q.get("kind", "file")
+    file_type = q.get("file_type") or "stream"
+    duration = q.get("duration")
+    if kind not in ("image", "file") or file_type not in FILE_TYPES:
+        return control_error(
+            400,
+            "invalid_request",
+            "kind must be image or file, file_type one of " + ", ".join(FILE_TYPES),
+        )
+    if duration is not None and not duration.isdigit():
+        return control_error(400, "invalid_request", "duration must be an integer (milliseconds)")
+    meta = {
+        "file_name": q.get("file_name") or _DEFAULT_NAMES["image" if kind == "image" else "file"],
+        "mime_type": q.get("mime_type") or None,
+        "file_type": "" if kind == "image" else file_type,
+        "duration": int(duration) if duration is not None else None,
+    }
+    resource = await store_stream(
+        sandbox, "image" if kind == "image" else "file", request.stream(), meta
+    )
+    sandbox.touch()
+    return json_response(resource.public())
+
+
+_json_upload = endpoint(upload)
+
+
+async def upload_any(request: Request) -> Response:
+    if request.headers.get("content-type", "").startswith("application/json"):
+        return await _json_upload(request)
+    return await upload_raw(request)
 
 
 _A = "/_sandbox/api"
 routes = [
-    Route(_A + "/files", endpoint(upload), methods=["POST"]),
+    Route(_A + "/files", upload_any, methods=["POST"]),
     Route(_A + "/resources", endpoint(list_resources), methods=["GET"]),
     Route(_A + "/resources/{key}", endpoint(get_resource), methods=["GET"]),
 ]

@@ -15,7 +15,7 @@ from rudder.sandbox.delivery import DeliveryEngine
 from rudder.sandbox.envelope import fail
 from rudder.sandbox.limits import ApiFault, ApiLimiter, SlidingWindow
 from rudder.sandbox.longconn import ConnectionHub
-from rudder.sandbox.resource_store import Resource, StreamFault, keys_in_content
+from rudder.sandbox.resource_store import BlobFolder, Resource, StreamFault, keys_in_content
 from rudder.sandbox.settings import Clock, Settings
 from rudder.sandbox.state import (
     App,
@@ -63,6 +63,7 @@ class Sandbox:
         self.cards: dict[str, Card] = {}
         self.threads: dict[str, str] = {}  # thread_id -> its root message_id
         self.resources: dict[str, Resource] = {}
+        self.blobs = BlobFolder()
         self.callbacks: list[CallbackRecord] = []
         self.stream_faults: list[StreamFault] = []
         self.slash_commands: dict[str, dict[str, SlashCommand]] = {}
@@ -93,6 +94,7 @@ class Sandbox:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=2.0)
         await self.webhooks.aclose()
+        self.blobs.close()
 
     def touch(self) -> None:
         self.version += 1

@@ -5,8 +5,12 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import secrets
+import shutil
+import tempfile
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -56,16 +60,34 @@ def image_mime(data: bytes) -> str | None:
 
 @dataclass(slots=True)
 class Resource:
+    """One stored blob. The bytes live in a file under the sandbox's blob folder, so a test
+    sending many large files keeps the process's memory flat."""
+
     key: str
     kind: ResourceKind
-    data: bytes
+    path: Path
+    size: int
+    sha256: str
     file_name: str
     mime_type: str
     created_at: float
     file_type: str = ""  # for files: opus|mp4|pdf|doc|xls|ppt|stream
     duration: int | None = None  # ms, audio and video
     owner_app_id: str | None = None  # uploaded by this app; None = sent by a person
-    sha256: str = ""
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+    def chunks(self, limit: int | None = None, chunk: int = 64 * 1024) -> Iterator[bytes]:
+        """The bytes in pieces, stopping after ``limit`` bytes when given."""
+        left = self.size if limit is None else min(limit, self.size)
+        with self.path.open("rb") as handle:
+            while left > 0:
+                piece = handle.read(min(chunk, left))
+                if not piece:
+                    return
+                left -= len(piece)
+                yield piece
 
     def public(self) -> dict[str, Any]:
         return {
@@ -75,7 +97,7 @@ class Resource:
             "mime_type": self.mime_type,
             "file_type": self.file_type,
             "duration": self.duration,
-            "size": len(self.data),
+            "size": self.size,
             "sha256": self.sha256,
             "owner_app_id": self.owner_app_id,
         }
@@ -98,6 +120,59 @@ def new_key(kind: ResourceKind) -> str:
     return f"{prefix}{secrets.token_hex(2)}_{uuid.uuid4()}"
 
 
+class BlobFolder:
+    """Where the sandbox keeps resource bytes: a temporary folder removed on close."""
+
+    def __init__(self) -> None:
+        self._dir: Path | None = None
+
+    def new_path(self) -> Path:
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="rudder-sandbox-blobs-"))
+        return self._dir / secrets.token_hex(16)
+
+    def close(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+def _guess_mime(kind: ResourceKind, head: bytes, file_name: str, file_type: str) -> str:
+    return (image_mime(head) if kind == "image" else None) or (
+        FILE_TYPE_MIME.get(file_type)
+        or mimetypes.guess_type(file_name)[0]
+        or "application/octet-stream"
+    )
+
+
+def _register(
+    sandbox: Sandbox,
+    kind: ResourceKind,
+    path: Path,
+    size: int,
+    digest: str,
+    head: bytes,
+    meta: dict[str, Any],
+) -> Resource:
+    file_name = str(meta.get("file_name") or "file")
+    file_type = str(meta.get("file_type") or "")
+    resource = Resource(
+        key=new_key(kind),
+        kind=kind,
+        path=path,
+        size=size,
+        sha256=digest,
+        file_name=file_name,
+        mime_type=meta.get("mime_type") or _guess_mime(kind, head, file_name, file_type),
+        created_at=sandbox.clock.now(),
+        file_type=file_type,
+        duration=meta.get("duration"),
+        owner_app_id=meta.get("owner_app_id"),
+    )
+    sandbox.resources[resource.key] = resource
+    return resource
+
+
 def store(
     sandbox: Sandbox,
     kind: ResourceKind,
@@ -108,26 +183,35 @@ def store(
     duration: int | None = None,
     owner_app_id: str | None = None,
 ) -> Resource:
-    if mime_type is None:
-        mime_type = (image_mime(data) if kind == "image" else None) or (
-            FILE_TYPE_MIME.get(file_type)
-            or mimetypes.guess_type(file_name)[0]
-            or "application/octet-stream"
-        )
-    resource = Resource(
-        key=new_key(kind),
-        kind=kind,
-        data=data,
-        file_name=file_name,
-        mime_type=mime_type,
-        created_at=sandbox.clock.now(),
-        file_type=file_type,
-        duration=duration,
-        owner_app_id=owner_app_id,
-        sha256=hashlib.sha256(data).hexdigest(),
-    )
-    sandbox.resources[resource.key] = resource
-    return resource
+    path = sandbox.blobs.new_path()
+    path.write_bytes(data)
+    meta = {
+        "file_name": file_name,
+        "mime_type": mime_type,
+        "file_type": file_type,
+        "duration": duration,
+        "owner_app_id": owner_app_id,
+    }
+    digest = hashlib.sha256(data).hexdigest()
+    return _register(sandbox, kind, path, len(data), digest, data[:16], meta)
+
+
+async def store_stream(
+    sandbox: Sandbox, kind: ResourceKind, stream: AsyncIterator[bytes], meta: dict[str, Any]
+) -> Resource:
+    """Write a body to disk as it arrives (never whole in memory)."""
+    path = sandbox.blobs.new_path()
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    with path.open("wb") as handle:
+        async for piece in stream:
+            if len(head) < 16:
+                head += piece[: 16 - len(head)]
+            digest.update(piece)
+            handle.write(piece)
+            size += len(piece)
+    return _register(sandbox, kind, path, size, digest.hexdigest(), head, meta)
 
 
 def keys_in_content(msg_type: str, content: dict[str, Any]) -> list[tuple[str, ResourceKind]]:

@@ -27,6 +27,7 @@ from rudder.sandbox.envelope import access_denied, authorize, fail
 from rudder.sandbox.envelope import ok as ok_response
 from rudder.sandbox.resource_store import (
     FILE_TYPES,
+    Resource,
     image_mime,
     keys_in_content,
     store,
@@ -180,10 +181,9 @@ def content_disposition(file_name: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(file_name)}"
 
 
-async def _stream(data: bytes, truncate_after: int | None) -> AsyncIterator[bytes]:
-    end = len(data) if truncate_after is None else min(truncate_after, len(data))
-    for start in range(0, end, CHUNK):
-        yield data[start : min(start + CHUNK, end)]
+async def _stream(resource: Resource, truncate_after: int | None) -> AsyncIterator[bytes]:
+    for piece in resource.chunks(truncate_after, CHUNK):
+        yield piece
         await asyncio.sleep(0)
     if truncate_after is not None:
         # Cut the connection mid-body: the client sees fewer bytes than Content-Length.
@@ -227,18 +227,18 @@ async def _message_resource(request: Request) -> Response:
         return fail(UNSUPPORTED_TYPE, "Sticker resources cannot be downloaded.")
     if carried[key] != kind:
         return fail(INVALID_PARAM, f"Invalid request param: the resource is not of type {kind}.")
-    if len(resource.data) > sandbox.settings.resource_download_limit:
+    if resource.size > sandbox.settings.resource_download_limit:
         return fail(DOWNLOAD_TOO_LARGE, "The file size exceeds the download limit.")
     fault = take_stream_fault(sandbox, api, app.app_id)
     if fault is not None and fault.delay_s > 0:
         await asyncio.sleep(fault.delay_s)
     headers = {
-        "Content-Length": str(len(resource.data)),
+        "Content-Length": str(resource.size),
         "Content-Disposition": content_disposition(resource.file_name),
     }
     truncate = fault.truncate_after if fault is not None else None
     return StreamingResponse(
-        _stream(resource.data, truncate), media_type=resource.mime_type, headers=headers
+        _stream(resource, truncate), media_type=resource.mime_type, headers=headers
     )
 
 

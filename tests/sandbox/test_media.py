@@ -329,3 +329,44 @@ async def test_bad_media_input_is_named(sandbox: SandboxHarness) -> None:
         return not (await sandbox.control("GET", "/resources"))["items"]
 
     assert await eventually(nothing_stored)
+
+
+async def test_raw_upload_streams_to_disk_and_the_folder_goes_with_the_sandbox() -> None:
+    blob = bytes(range(256)) * 12_000  # 3 MB
+    async with (
+        SandboxServer() as server,
+        httpx.AsyncClient(base_url=server.url, timeout=10) as http,
+    ):
+        harness = SandboxHarness(server=server, http=http)
+        app = await harness.create_app()
+        user = await harness.create_user()
+        chat = await harness.p2p(user, app["app_id"])
+
+        async def body() -> AsyncIterator[bytes]:
+            for start in range(0, len(blob), 100_000):
+                yield blob[start : start + 100_000]
+
+        stored = await http.post(
+            "/_sandbox/api/files",
+            params={"kind": "file", "file_name": "big.bin", "duration": "7"},
+            content=body(),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert stored.status_code == 200, stored.text
+        meta = stored.json()
+        assert meta["size"] == len(blob) and meta["sha256"] == hashlib.sha256(blob).hexdigest()
+        assert meta["duration"] == 7 and meta["mime_type"] == "application/octet-stream"
+        posted = await _person_posts(
+            harness, chat, user, {"message_type": "file", "file_key": meta["key"]}
+        )
+        assert json.loads(posted["content"]) == {"file_key": meta["key"], "file_name": "big.bin"}
+        back = await http.get(f"/_sandbox/api/resources/{meta['key']}")
+        assert back.content == blob
+        path = server.sandbox.resources[meta["key"]].path
+        assert path.read_bytes() == blob
+        bad = await http.post(
+            "/_sandbox/api/files", params={"kind": "video"}, content=b"x",
+            headers={"Content-Type": "application/octet-stream"},
+        )  # fmt: skip
+        assert bad.status_code == 400 and "kind" in bad.json()["detail"]
+    assert not path.exists() and not path.parent.exists()
