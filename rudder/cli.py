@@ -16,7 +16,7 @@ from rudder import cli_scale
 from rudder.cli_agents import register as register_agent_check
 from rudder.cli_secrets import secrets_app
 from rudder.cli_users import users_app
-from rudder.config import Settings
+from rudder.config import Settings, ensure_home
 
 app = typer.Typer(help="Rudder: the operating layer for agent teams.", no_args_is_help=True)
 agent_app = typer.Typer(help="Manage agents.", no_args_is_help=True)
@@ -58,7 +58,7 @@ async def _migrate(settings: Settings) -> None:
     from rudder.db import migrate
     from rudder.db.engine import create_nullpool_engine
 
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    ensure_home(settings.home_dir)
     engine = create_nullpool_engine(settings.effective_database_url)
     try:
         pending = await migrate.pending_migrations(engine)
@@ -221,7 +221,7 @@ async def _with_session(fn: Any) -> Any:
     from rudder.domain import orgs
 
     settings = Settings()
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    ensure_home(settings.home_dir)
     engine = create_nullpool_engine(settings.effective_database_url)
     try:
         await migrate.upgrade(engine)
@@ -294,6 +294,7 @@ def agent_create(
     from rudder.domain import agents
     from rudder.domain.errors import DomainError
     from rudder.runtimes import DEFAULT_AGENT_RUNTIME
+    from rudder.runtimes.policy import RuntimePolicy
 
     try:
         runtime_config = (
@@ -315,6 +316,7 @@ def agent_create(
             runtime_config=runtime_config,
             role=role,
             actor="cli",
+            policy=RuntimePolicy.from_settings(Settings()),
         )
 
     try:

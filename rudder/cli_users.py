@@ -13,7 +13,7 @@ from rich.console import Console
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rudder.config import Settings
+from rudder.config import Settings, ensure_home
 from rudder.db.models import Membership, Organization, User
 from rudder.domain import auth, orgs
 
@@ -37,7 +37,7 @@ async def _with_session(fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
     from rudder.db.engine import create_nullpool_engine, session_factory
 
     settings = Settings()
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    ensure_home(settings.home_dir)
     engine = create_nullpool_engine(settings.effective_database_url)
     try:
         await migrate.upgrade(engine)
@@ -102,6 +102,13 @@ def create(
         str | None, typer.Option(help="Organization slug or id (default: the first one).")
     ] = None,
     role: Annotated[Role, typer.Option(help="Role in that organization.")] = Role.member,
+    instance_admin: Annotated[
+        bool,
+        typer.Option(
+            "--instance-admin",
+            help="Also make them an instance admin (server-executing runtimes, new organizations).",
+        ),
+    ] = False,
 ) -> None:
     """Create a user with a password and add them to an organization."""
     secret = _read_password(password, password_stdin)
@@ -118,6 +125,8 @@ def create(
             user = User(email=address, name=name.strip() or address)
             session.add(user)
         user.password_hash = auth.hash_password(secret)
+        if instance_admin:
+            user.is_instance_admin = True
         await session.flush()
         member = await session.scalar(
             select(Membership).where(Membership.org_id == found.id, Membership.user_id == user.id)
@@ -126,7 +135,8 @@ def create(
             session.add(Membership(org_id=found.id, user_id=user.id, role=role.value))
         else:
             member.role, member.status = role.value, "active"
-        return f"{address} can sign in; {role.value} of {found.name} ({found.slug})"
+        admin = "; instance admin" if user.is_instance_admin else ""
+        return f"{address} can sign in; {role.value} of {found.name} ({found.slug}){admin}"
 
     console.print(f"[green]✓[/] {_run(run)}")
 
@@ -151,11 +161,38 @@ def set_password(
     console.print(f"[green]✓[/] password of {address} changed")
 
 
+def _set_instance_admin(email: str, value: bool) -> str:
+    address = auth.normalize_email(email)
+
+    async def run(session: AsyncSession) -> str:
+        user = await session.scalar(select(User).where(User.email == address))
+        if user is None:
+            raise CliError(f"No user {address!r}; create one with `rudder user create`.")
+        user.is_instance_admin = value
+        return address
+
+    return _run(run)
+
+
+@users_app.command("grant-admin")
+def grant_admin(email: Annotated[str, typer.Argument(help="The user's email.")]) -> None:
+    """Make a user an instance admin: they may choose runtimes that run commands on this server
+    (process, claude_local, codex_local) and create organizations (docs/security.md)."""
+    console.print(f"[green]✓[/] {_set_instance_admin(email, True)} is an instance admin")
+
+
+@users_app.command("revoke-admin")
+def revoke_admin(email: Annotated[str, typer.Argument(help="The user's email.")]) -> None:
+    """Take instance admin away from a user. Runtimes they approved keep running until someone
+    changes them; `rudder user list` shows who is one."""
+    console.print(f"[green]✓[/] {_set_instance_admin(email, False)} is no longer an instance admin")
+
+
 @users_app.command("list")
 def list_users() -> None:
     """Users, whether they can sign in, and their organizations."""
 
-    async def run(session: AsyncSession) -> list[tuple[str, str, bool, str]]:
+    async def run(session: AsyncSession) -> list[tuple[str, str, bool, bool, str]]:
         rows = []
         for user in await session.scalars(select(User).order_by(User.created_at)):
             found = [
@@ -168,12 +205,21 @@ def list_users() -> None:
                     )
                 ).all()
             ]
-            rows.append((user.email, user.name, bool(user.password_hash), ", ".join(found)))
+            rows.append(
+                (
+                    user.email,
+                    user.name,
+                    bool(user.password_hash),
+                    user.is_instance_admin,
+                    ", ".join(found),
+                )
+            )
         return rows
 
     from rich.table import Table
 
     table = Table("email", "name", "can sign in", "organizations")
-    for address, name, can, where in _run(run):
-        table.add_row(address, name, "yes" if can else "no", where or "—")
+    for address, name, can, admin, where in _run(run):
+        signs_in = ("yes" if can else "no") + (", instance admin" if admin else "")
+        table.add_row(address, name, signs_in, where or "—")
     console.print(table)

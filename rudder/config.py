@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -43,6 +44,27 @@ class Settings(BaseSettings):
     )
     # Seconds a stopping run's process gets between SIGTERM and SIGKILL.
     run_stop_grace_s: float = 5.0
+    # Who may give an agent a runtime that runs on this server (process, claude_local,
+    # codex_local): `admins` (instance admins), `off` (nobody), or a comma-separated list of
+    # command paths that org owners and admins may choose from (docs/security.md).
+    server_runtimes: str = Field(
+        default="admins",
+        validation_alias=AliasChoices("RUDDER_SERVER_RUNTIMES", "server_runtimes"),
+    )
+    # Whether an organization's owner or admin may point an `http`/`openai` runtime at loopback,
+    # link-local or private addresses (this server's own network). Off: refused (SSRF).
+    allow_private_runtime_urls: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "RUDDER_ALLOW_PRIVATE_RUNTIME_URLS", "allow_private_runtime_urls"
+        ),
+    )
+    # Authenticated mode: whether any signed-in user may create organizations (and own them),
+    # or only instance admins.
+    allow_org_creation: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("RUDDER_ALLOW_ORG_CREATION", "allow_org_creation"),
+    )
 
     @property
     def home_dir(self) -> Path:
@@ -71,3 +93,12 @@ def normalize_database_url(url: str) -> str:
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
     return url
+
+
+def ensure_home(home: Path) -> Path:
+    """Create RUDDER_HOME owner-only (0700): it holds secrets.key, session.key and by default the
+    database. A directory that already exists is the operator's and keeps its mode."""
+    if not home.exists():
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(home, 0o700)  # mkdir's mode is filtered by the umask; this is exact
+    return home

@@ -25,6 +25,7 @@ from rudder.domain.secrets import SecretBox
 from rudder.live import LiveHub, conversation_topic
 from rudder.run_transcript import Transcript
 from rudder.run_views import Observer, RunUpdate, message_view, run_view
+from rudder.runtimes import policy as runtime_policy
 from rudder.runtimes.base import (
     ChatMessage,
     RunContext,
@@ -33,6 +34,7 @@ from rudder.runtimes.base import (
     RunTimedOut,
     RuntimeError_,
 )
+from rudder.runtimes.policy import RuntimePolicy
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class InProcessRunQueue:
 
             runtime_lookup = get_runtime
         self._runtime_lookup = runtime_lookup
+        # The operator's policy (create_app sets it from the settings); the strictest by default.
+        self.policy = RuntimePolicy()
         self._queues: dict[str, asyncio.Queue[str]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._executing: dict[str, asyncio.Task[None]] = {}
@@ -222,8 +226,14 @@ class InProcessRunQueue:
                 instructions=agent.instructions,
                 resolve_secret=self._secret_resolver(agent.org_id),
                 session_id=conv.runtime_session_id,
+                allow_private_urls=self.policy.allow_private_urls,
             )
             paused = agent.status != "active"
+            # Defence in depth: a runtime the operator does not allow (stored before the rule, or
+            # written to the database by hand) does not start, whoever saved it.
+            refused = runtime_policy.start_problem(
+                self.policy, agent.runtime_type, agent.runtime_config, agent.runtime_approved_by
+            )
             runtime_type = agent.runtime_type
             upd = RunUpdate(
                 run_id=run.id,
@@ -238,6 +248,10 @@ class InProcessRunQueue:
             self._live.publish(topic, "message.created", message_view(reply))
         if paused:
             await self._finish(reply.id, upd, Transcript(run_id), "failed", texts.AGENT_PAUSED)
+            return None
+        if refused is not None:
+            log.warning("run %s refused by the runtime policy: %s", run_id, refused)
+            await self._finish(reply.id, upd, Transcript(run_id), "failed", refused)
             return None
         return ctx, runtime_type, upd, reply.id
 

@@ -17,13 +17,14 @@ from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
 from rudder import __version__
-from rudder.config import Settings
+from rudder.config import Settings, ensure_home
 from rudder.db import migrate
 from rudder.db.engine import create_engine, session_factory
 from rudder.domain import orgs
 from rudder.domain.secrets import load_secret_box
 from rudder.executor import InProcessRunQueue
 from rudder.live import LiveHub
+from rudder.runtimes.policy import RuntimePolicy
 from rudder.services import Services
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ ServicesHook = Callable[[Services], None]
 
 
 async def start_services(settings: Settings) -> Services:
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    ensure_home(settings.home_dir)
     engine = create_engine(settings.effective_database_url)
     sessions = session_factory(engine)
     node = None
@@ -57,6 +58,7 @@ async def start_services(settings: Settings) -> Services:
 
         node = scale_node.create(settings, sessions, live, box)
         runs = node.runs
+    runs.policy = RuntimePolicy.from_settings(settings)
     # One pooled client for every outgoing call (Feishu, Lark, the sandbox). No env proxies:
     # Feishu traffic must not silently detour through a developer's HTTP_PROXY.
     http = httpx.AsyncClient(
@@ -243,12 +245,15 @@ def create_app(
     app.include_router(routes_feishu_messages.router)
     app.include_router(routes_feishu_inbound.pages)
     app.include_router(web_routes.router)
+    from rudder.web.headers import SecurityHeaders  # CSP, nosniff, Referrer-Policy, no framing
+
+    app.add_middleware(SecurityHeaders)  # last added: outermost, so every answer carries them
     return app
 
 
 def _session_secret(settings: Settings) -> str:
     path = settings.home_dir / "session.key"
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    ensure_home(settings.home_dir)
     if not path.exists():
         import os
         import secrets

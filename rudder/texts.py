@@ -44,15 +44,41 @@ FEISHU_HELP = (
     "/help — show this list"
 )
 FEISHU_NON_TEXT = "I can only read text for now — please send your message as text."
+# The binding prompt goes to the sender alone (their direct chat with the bot); `{product}` is
+# "Feishu" or "Lark", whichever the bot is on.
 FEISHU_BINDING_PROMPT = (
-    "Before I can help, link your Feishu account to your Rudder account (one time, 15 minutes): "
-    "{url}\nThen send your message again."
+    "Before I can help, link your {product} account to your Rudder account (one time, "
+    "15 minutes): {url}\nOn that page, enter this code: {code}\n"
+    "Keep the link and the code to yourself: whoever uses them links your {product} account to "
+    "their Rudder account. Then send your message again."
+)
+FEISHU_BINDING_SENT_PRIVATELY = (
+    "I've sent you a private message to link your {product} account to Rudder."
+)
+FEISHU_BINDING_PRIVATE_FAILED = (
+    "I couldn't send you a private message. Open a direct chat with me and send your message "
+    "there to link your {product} account to Rudder."
+)
+FEISHU_BINDING_LINKED_NOTICE = (
+    "Your {product} account is now linked to the Rudder account of {name}. If that wasn't you, "
+    "ask an owner or admin of the organization to unbind it on the Members page."
 )
 FEISHU_BINDING_DONE = (
-    "Your Feishu account is now linked to {name}. Send your message again in Feishu."
+    "Your {product} account is now linked to {name}. Send your message again in {product}."
 )
-FEISHU_BINDING_INVALID = (
-    "This link is invalid, expired or already used. Send the bot a message to get a new one."
+FEISHU_BINDING_INVALID = "This link is invalid or expired. Send the bot a message to get a new one."
+FEISHU_BINDING_ALREADY_LINKED = "This {product} account is already linked to your Rudder account."
+FEISHU_BINDING_ALREADY_USED = (
+    "This link was already used. Send the bot a message from {product} to get a new one."
+)
+FEISHU_BINDING_CODE_MISSING = "Enter the code from the bot's private message in {product}."
+FEISHU_BINDING_CODE_WRONG = (
+    "That is not the code from the bot's private message in {product}. "
+    "{left} more tries with this link."
+)
+FEISHU_BINDING_TOO_MANY = (
+    "Too many wrong codes: this link no longer works. Send the bot a message from {product} to "
+    "get a new one."
 )
 FEISHU_BINDING_NOT_MEMBER = "You are not a member of the organization that owns this bot."
 
@@ -104,12 +130,17 @@ WEB_MEMBER_NOT_ALLOWED = "Only owners and admins can add members."
 WEB_SETTINGS_HINT = "Set through the environment (RUDDER_* variables); shown here read-only."
 
 # -- Feishu member binding: the bind page and the Members page ----------------------------------
-FEISHU_BINDING_PAGE_TITLE = "Link your Feishu account"
+FEISHU_BINDING_PAGE_TITLE = "Link your {product} account"
 FEISHU_BINDING_PAGE_INTRO = (
-    "The Feishu user {who} messaged {bot}, the bot of the agent {agent} in the organization "
-    "{org}. Link that Feishu user to your Rudder account so the agent can answer them."
+    "The {product} user {who} messaged {bot}, the bot of the agent {agent} in the organization "
+    "{org}. Link that {product} user to your Rudder account so the agent can answer them."
 )
 FEISHU_BINDING_PAGE_AS = "You will be linked as {name}."
+FEISHU_BINDING_PAGE_WARNING = (
+    "Only continue if you are {who} and asked for this yourself: whoever uses that {product} "
+    "account will act as you in Rudder."
+)
+FEISHU_BINDING_CODE_LABEL = "Code from the bot's private message in {product}"
 FEISHU_BINDING_SIGN_IN = "Sign in to Rudder as a member of {org}, then open this link again."
 FEISHU_BINDING_CONFIRM = "Link my account"
 WEB_FEISHU_IDENTITIES = "Feishu identities"
@@ -166,4 +197,46 @@ CHAT_TITLE_GROUP = "Group chat"
 WEB_NAMES_SCOPE_MISSING = (
     "Names of people and chats are not shown: the app lacks the {scopes} permission. Add it in "
     "the app's permission settings on {product}'s developer console, then names appear by themselves."
+)
+
+# -- Trust model: what the operator decides (docs/security.md) ------------------------------------
+SERVER_RUNTIME_ADMINS_ONLY = (
+    "only an instance admin can choose a runtime that runs on this server (process, "
+    "claude_local, codex_local); the operator grants that with `rudder user grant-admin`"
+)
+SERVER_RUNTIMES_OFF = (
+    "runtimes that run on this server (process, claude_local, codex_local) are turned off by "
+    "the operator (RUDDER_SERVER_RUNTIMES=off)"
+)
+SERVER_RUNTIME_NOT_LISTED = (
+    "runtime_config.command: {command!r} is not a command this server allows; the operator "
+    "allows only these absolute paths (RUDDER_SERVER_RUNTIMES): {allowed}"
+)
+SERVER_RUNTIME_LOADER_ENV = (
+    "runtime_config.env.{name}: may not be set for an allowed command, it changes what the "
+    "command loads (RUDDER_SERVER_RUNTIMES)"
+)
+SERVER_RUNTIME_NOT_APPROVED = (
+    "this agent's runtime runs on this server and was not chosen by an instance admin; an "
+    "instance admin must save the agent's runtime again before it runs"
+)
+PRIVATE_RUNTIME_URL = (
+    "{field}: {where} is a {kind} address; runtimes may not call this server's own network "
+    "unless the operator sets RUDDER_ALLOW_PRIVATE_RUNTIME_URLS=1"
+)
+ORG_CREATION_ADMINS_ONLY = (
+    "only an instance admin can create organizations here; the operator allows anyone signed "
+    "in to with RUDDER_ALLOW_ORG_CREATION=1"
+)
+AGENT_TOKEN_OUT_OF_SCOPE = (
+    "an agent token acts only for its own agent: it reads that agent and its conversations and "
+    "posts through its bot; sign in or use a member's token for anything else"
+)
+BOT_ADMINS_ONLY = "only owners and admins can connect, reconnect or disconnect an agent's bot"
+OUTBOUND_MEMBER_CHAT_ONLY = (
+    "members post as the bot only into the Feishu chat of a conversation they take part in: "
+    "send conversation_id of one you started or wrote in (owners and admins may send chat_id)"
+)
+OUTBOUND_AT_ALL_ADMINS_ONLY = (
+    'text: mentioning everyone (<at user_id="all">, @all) is for owners and admins only'
 )

@@ -9,13 +9,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rudder import texts
 from rudder.config import DeploymentMode
 from rudder.db.models import Agent, Conversation, Run, User
 from rudder.domain import agents as agents_domain
 from rudder.domain import auth, orgs
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
-from rudder.domain.errors import NotFound, Unauthorized
+from rudder.domain.errors import Forbidden, NotFound, Unauthorized
 from rudder.security import LoginRequired, session_registry
 from rudder.services import Services
 
@@ -39,6 +40,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 @dataclass(frozen=True, slots=True)
 class Actor:
     user_id: str | None
+    # An agent token acts for this agent alone (AGENT_TOKEN_ROUTES and the loaders below).
     agent_id: str | None = None
     # An agent token acts only inside its own organization.
     token_org_id: str | None = None
@@ -46,6 +48,40 @@ class Actor:
     @property
     def label(self) -> str:
         return f"agent:{self.agent_id}" if self.agent_id else f"user:{self.user_id}"
+
+
+# What an agent token may call: read its agent, talk in its agent's conversations, follow its
+# runs, post through its agent's bot. Everything else (changing an agent, members, secrets,
+# tokens, bot connections, other routes added later) is refused by default; the loaders below
+# then keep every id to that one agent's agent, conversations and runs.
+AGENT_TOKEN_ROUTES = frozenset(
+    {
+        ("GET", "/api/auth/me"),
+        ("GET", "/api/orgs"),
+        ("GET", "/api/orgs/{org_id}"),
+        ("GET", "/api/agents/{agent_id}"),
+        ("GET", "/api/agents/{agent_id}/runs"),
+        ("GET", "/api/agents/{agent_id}/integrations/feishu"),
+        ("POST", "/api/agents/{agent_id}/integrations/feishu/messages"),
+        ("GET", "/api/orgs/{org_id}/conversations"),
+        ("POST", "/api/orgs/{org_id}/conversations"),
+        ("GET", "/api/conversations/{conversation_id}"),
+        ("GET", "/api/conversations/{conversation_id}/messages"),
+        ("POST", "/api/conversations/{conversation_id}/messages"),
+        ("POST", "/api/conversations/{conversation_id}/stop"),
+        ("GET", "/api/conversations/{conversation_id}/events"),
+        ("GET", "/api/runs/{run_id}"),
+        ("GET", "/api/runs/{run_id}/events"),
+        ("POST", "/api/runs/{run_id}/cancel"),
+    }
+)
+
+
+def _agent_token_may_call(request: Request) -> bool:
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    method = "GET" if request.method == "HEAD" else request.method
+    return (method, path) in AGENT_TOKEN_ROUTES
 
 
 async def current_actor(request: Request, services: ServicesDep, session: SessionDep) -> Actor:
@@ -56,6 +92,8 @@ async def current_actor(request: Request, services: ServicesDep, session: Sessio
             raise Unauthorized("invalid or revoked API token")
         token, user = found
         await session.commit()
+        if token.agent_id is not None and not _agent_token_may_call(request):
+            raise Forbidden(texts.AGENT_TOKEN_OUT_OF_SCOPE)
         return Actor(
             user_id=user.id if user else None, agent_id=token.agent_id, token_org_id=token.org_id
         )
@@ -115,12 +153,19 @@ async def require_org(session: AsyncSession, actor: Actor, org_id: str) -> None:
     await orgs.require_member(session, actor.user_id, org_id)
 
 
+def _outside_agent_scope(actor: Actor, agent_id: str) -> bool:
+    """An agent token reaches only its own agent's rows (answered 404, like another org's)."""
+    return actor.agent_id is not None and actor.agent_id != agent_id
+
+
 async def load_agent(session: AsyncSession, actor: Actor, agent_id: str) -> Agent:
     agent = await agents_domain.get_agent(session, agent_id)
     try:
         await require_org(session, actor, agent.org_id)
     except NotFound:
         raise NotFound("agent not found") from None
+    if _outside_agent_scope(actor, agent.id):
+        raise NotFound("agent not found")
     return agent
 
 
@@ -132,6 +177,8 @@ async def load_conversation(
         await require_org(session, actor, conv.org_id)
     except NotFound:
         raise NotFound("conversation not found") from None
+    if _outside_agent_scope(actor, conv.agent_id):
+        raise NotFound("conversation not found")
     return conv
 
 
@@ -141,4 +188,6 @@ async def load_run(session: AsyncSession, actor: Actor, run_id: str) -> Run:
         await require_org(session, actor, run.org_id)
     except NotFound:
         raise NotFound("run not found") from None
+    if _outside_agent_scope(actor, run.agent_id):
+        raise NotFound("run not found")
     return run

@@ -49,6 +49,10 @@ async def list_conversations(
     agent_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[ConversationOut]:
     await require_org(session, actor, org_id)
+    if actor.agent_id is not None:
+        if agent_id not in (None, actor.agent_id):
+            return []  # an agent token sees only its own agent's conversations
+        agent_id = actor.agent_id
     rows = await convs.list_conversations(session, org_id, agent_id)
     return [ConversationOut.model_validate(c) for c in rows]
 

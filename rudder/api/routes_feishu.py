@@ -121,12 +121,13 @@ async def _refuse_if_connected(session: Any, agent_id: str, reconnect: bool) -> 
     "/agents/{agent_id}/integrations/feishu/setup",
     response_model=SetupOut,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(409),
+    responses=error_responses(403, 409),
 )
 async def start_setup(
     agent_id: str, body: SetupIn, actor: ActorDep, session: SessionDep, services: ServicesDep
 ) -> SetupOut:
     agent = await load_agent(session, actor, agent_id)
+    await connecting.require_bot_manager(services, agent, actor.label)
     await _refuse_if_connected(session, agent.id, body.reconnect)
     await session.close()
     try:
@@ -163,12 +164,13 @@ async def get_integration(
 @router.post(
     "/agents/{agent_id}/integrations/feishu/manual",
     response_model=IntegrationOut,
-    responses=error_responses(409),
+    responses=error_responses(403, 409),
 )
 async def connect_manually(
     agent_id: str, body: ManualIn, actor: ActorDep, session: SessionDep, services: ServicesDep
 ) -> IntegrationOut:
     agent = await load_agent(session, actor, agent_id)
+    await connecting.require_bot_manager(services, agent, actor.label)
     await _refuse_if_connected(session, agent.id, body.reconnect)
     await session.close()
     if body.transport == "webhook" and not body.verification_token:
@@ -187,11 +189,16 @@ async def connect_manually(
     return _integration_out(services, agent.id, row)
 
 
-@router.delete("/agents/{agent_id}/integrations/feishu", response_model=IntegrationOut)
+@router.delete(
+    "/agents/{agent_id}/integrations/feishu",
+    response_model=IntegrationOut,
+    responses=error_responses(403),
+)
 async def disconnect(
     agent_id: str, actor: ActorDep, session: SessionDep, services: ServicesDep, response: Response
 ) -> IntegrationOut:
     agent = await load_agent(session, actor, agent_id)
+    await connecting.require_bot_manager(services, agent, actor.label)
     await session.close()
     row = await connecting.disconnect(services, agent, actor=actor.label)
     if row is None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import html
-import json
 import logging
 import time
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Form, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -26,12 +24,14 @@ from rudder.api.deps import (
 )
 from rudder.db.models import InboundEvent, Integration, User
 from rudder.domain import orgs, secret_store
-from rudder.domain.errors import Invalid, NotFound, Unauthorized
+from rudder.domain.errors import DomainError, Invalid, NotFound, Unauthorized
 from rudder.feishu import bindings
 from rudder.feishu.connect import integration_for_agent
 from rudder.feishu.events import EventError, parse_event
 from rudder.feishu.inbound import pipeline
+from rudder.feishu.outbound import spawn_private_notice
 from rudder.feishu.webhook_codec import WebhookChallenge, WebhookRejected, parse_webhook
+from rudder.web.templating import render
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["feishu"])
@@ -236,24 +236,174 @@ async def unbind_user(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/feishu-bindings/{code}/confirm", response_model=UserBindingOut)
-async def confirm_binding(code: str, actor: ActorDep, session: SessionDep) -> UserBindingOut:
+class BindingConfirmIn(BaseModel):
+    confirmation_code: str = Field(
+        default="",
+        max_length=40,
+        description="The code from the bot's private message to the Feishu user",
+    )
+
+
+@router.post(
+    "/feishu-bindings/{code}/confirm",
+    response_model=UserBindingOut,
+    responses={403: {}, 404: {}, 409: {}, 422: {}, 429: {}},
+)
+async def confirm_binding(
+    code: str,
+    actor: ActorDep,
+    session: SessionDep,
+    services: ServicesDep,
+    body: BindingConfirmIn | None = None,
+) -> UserBindingOut:
+    """Link the Feishu user of binding link `code` to the calling member. Needs the confirmation
+    code from the bot's private message; 409 when the link was already used (or this member is
+    already linked), 429 after too many wrong codes."""
     if actor.user_id is None:
-        raise Invalid("sign in as a member to link your Feishu account")
-    row, _ = await bindings.redeem(session, code, actor.user_id)
+        raise Invalid("sign in as a member to link your Feishu or Lark account")
+    confirmation = body.confirmation_code if body is not None else ""
+    row, integration = await bindings.redeem(session, code, confirmation, actor.user_id)
     await session.commit()
+    await _tell_linked(services, session, integration, row.open_id, actor.user_id)
     return UserBindingOut(
         id=row.id, integration_id=row.integration_id, open_id=row.open_id, user_id=row.user_id
     )
 
 
-def _page(body: str, status_code: int = 200) -> HTMLResponse:
-    title = html.escape(texts.FEISHU_BINDING_PAGE_TITLE)
-    return HTMLResponse(
-        f"""<!doctype html><meta charset="utf-8"><title>{title}</title>
-<body style="font:16px system-ui;max-width:34rem;margin:4rem auto;line-height:1.5">
-<h1>{title}</h1>{body}""",
+async def _tell_linked(
+    services: ServicesDep,
+    session: SessionDep,
+    integration: Integration,
+    open_id: str,
+    user_id: str,
+) -> None:
+    # The Feishu user hears it too, privately: if someone else used a leaked link and code,
+    # the owner of the Feishu account learns at once whom they now act as.
+    me = await session.get(User, user_id)
+    spawn_private_notice(
+        services,
+        integration.id,
+        open_id,
+        texts.FEISHU_BINDING_LINKED_NOTICE.format(
+            product=bindings.product(integration.region), name=me.name if me else user_id
+        ),
+        key=f"linked:{open_id}:{user_id}:{time.time_ns()}",
+    )
+
+
+# Headers of the bind page: never framed (clickjacking a confirmation), never cached, and the
+# link's code in its URL never sent to another site as a Referer. (Not `no-referrer`: with it
+# browsers send `Origin: null` on the form post, which the CSRF check rightly refuses.)
+_BIND_PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _bind_page(
+    request: Request, product: str, context: dict[str, object], status_code: int = 200
+) -> HTMLResponse:
+    response = render(
+        request,
+        "feishu/bind.html",
+        None,
+        {"title": texts.FEISHU_BINDING_PAGE_TITLE.format(product=product), **context},
         status_code=status_code,
+    )
+    response.headers.update(_BIND_PAGE_HEADERS)
+    return response
+
+
+async def _bind_state(
+    code: str, request: Request, services: ServicesDep, session: SessionDep
+) -> tuple[bindings.CodeInfo | None, str | None, HTMLResponse | None, dict[str, object]]:
+    """What both the page and its form post start from: the link, who is asking, and the answer
+    when there is nothing to confirm (unknown link, signed out, not a member, already used)."""
+    info = await bindings.peek(session, code)
+    if info is None:
+        page = _bind_page(
+            request, "Feishu or Lark", {"error": texts.FEISHU_BINDING_INVALID}, status_code=404
+        )
+        return None, None, page, {}
+    who = info.display_name or info.open_id
+    base: dict[str, object] = {
+        "intro": texts.FEISHU_BINDING_PAGE_INTRO.format(
+            product=info.product,
+            who=who,
+            bot=info.bot_name or info.agent_name,
+            agent=info.agent_name,
+            org=info.org_name,
+        )
+    }
+    try:
+        actor = await current_actor(request, services, session)
+    except Unauthorized:
+        page = _bind_page(
+            request,
+            info.product,
+            {
+                **base,
+                "sign_in": texts.FEISHU_BINDING_SIGN_IN.format(org=info.org_name),
+                "login_url": "/login?next=" + quote(f"/bind/feishu/{code}", safe="/"),
+            },
+        )
+        return info, None, page, base
+    if actor.user_id is None or await orgs.membership(session, actor.user_id, info.org_id) is None:
+        page = _bind_page(
+            request,
+            info.product,
+            {**base, "error": texts.FEISHU_BINDING_NOT_MEMBER},
+            status_code=403,
+        )
+        return info, None, page, base
+    if info.used:
+        already = (
+            texts.FEISHU_BINDING_ALREADY_LINKED
+            if info.bound_user_id == actor.user_id
+            else texts.FEISHU_BINDING_ALREADY_USED
+        )
+        page = _bind_page(
+            request,
+            info.product,
+            {**base, "error": already.format(product=info.product)},
+            status_code=409,
+        )
+        return info, actor.user_id, page, base
+    if info.void:
+        page = _bind_page(
+            request,
+            info.product,
+            {**base, "error": texts.FEISHU_BINDING_TOO_MANY.format(product=info.product)},
+            status_code=429,
+        )
+        return info, actor.user_id, page, base
+    return info, actor.user_id, None, base
+
+
+async def _bind_form(
+    request: Request,
+    session: SessionDep,
+    code: str,
+    info: bindings.CodeInfo,
+    user_id: str,
+    base: dict[str, object],
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    me = await session.get(User, user_id)
+    name = me.name if me is not None else user_id
+    form = {
+        "as_text": texts.FEISHU_BINDING_PAGE_AS.format(name=name),
+        "warning": texts.FEISHU_BINDING_PAGE_WARNING.format(
+            who=info.display_name or info.open_id, product=info.product
+        ),
+        "label": texts.FEISHU_BINDING_CODE_LABEL.format(product=info.product),
+        "action": f"/bind/feishu/{quote(code, safe='')}",
+    }
+    return _bind_page(
+        request, info.product, {**base, "form": form, "error": error}, status_code=status_code
     )
 
 
@@ -261,48 +411,42 @@ def _page(body: str, status_code: int = 200) -> HTMLResponse:
 async def binding_page(
     code: str, request: Request, services: ServicesDep, session: SessionDep
 ) -> HTMLResponse:
-    # Confirming is a POST behind a button, so a link preview fetching this page binds no one.
-    info = await bindings.peek(session, code)
-    if info is None:
-        return _page(f"<p>{html.escape(texts.FEISHU_BINDING_INVALID)}</p>", status_code=404)
-    who = info.display_name or info.open_id
-    intro = texts.FEISHU_BINDING_PAGE_INTRO.format(
-        who=who, bot=info.bot_name or info.agent_name, agent=info.agent_name, org=info.org_name
-    )
-    parts = [f'<p id="intro">{html.escape(intro)}</p>']
-    sign_in = ""
+    # Confirming is a form POST with the code from the private message, so a link preview
+    # fetching this page binds no one, and neither does anyone who only has the link.
+    info, user_id, answer, base = await _bind_state(code, request, services, session)
+    if answer is not None:
+        return answer
+    assert info is not None and user_id is not None
+    return await _bind_form(request, session, code, info, user_id, base)
+
+
+@pages.post("/bind/feishu/{code}", response_class=HTMLResponse)
+async def binding_submit(
+    code: str,
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    confirmation: Annotated[str, Form(alias="code", max_length=40)] = "",
+) -> HTMLResponse:
+    info, user_id, answer, base = await _bind_state(code, request, services, session)
+    if answer is not None:
+        return answer
+    assert info is not None and user_id is not None
     try:
-        actor = await current_actor(request, services, session)
-    except Unauthorized as exc:
-        actor = None
-        # Pages that need a login say where to come back to; offer that instead of a redirect,
-        # so the page still shows what the link is for.
-        next_path = getattr(exc, "next_path", None)
-        if isinstance(next_path, str):
-            sign_in = f' <a href="/login?next={quote(next_path, safe="/")}">Sign in</a>'
-    member = (
-        await orgs.membership(session, actor.user_id, info.org_id)
-        if actor is not None and actor.user_id
-        else None
+        row, integration = await bindings.redeem(session, code, confirmation, user_id)
+    except DomainError as exc:
+        await session.rollback()
+        if exc.status in (409, 429, 404, 403):
+            return _bind_page(
+                request, info.product, {**base, "error": exc.detail}, status_code=exc.status
+            )
+        return await _bind_form(
+            request, session, code, info, user_id, base, error=exc.detail, status_code=exc.status
+        )
+    await session.commit()
+    await _tell_linked(services, session, integration, row.open_id, user_id)
+    me = await session.get(User, user_id)
+    done = texts.FEISHU_BINDING_DONE.format(
+        product=info.product, name=me.name if me is not None else user_id
     )
-    if actor is None or actor.user_id is None:
-        prompt = html.escape(texts.FEISHU_BINDING_SIGN_IN.format(org=info.org_name))
-        parts.append(f"<p>{prompt}{sign_in}</p>")
-        return _page("".join(parts))
-    if member is None:
-        parts.append(f"<p>{html.escape(texts.FEISHU_BINDING_NOT_MEMBER)}</p>")
-        return _page("".join(parts), status_code=403)
-    me = await session.get(User, actor.user_id)
-    name = me.name if me is not None else actor.user_id
-    done = texts.FEISHU_BINDING_DONE.format(name=name)
-    # json.dumps of str values is a JS string literal; `</` is escaped so it can't end the script.
-    js_code, js_done = (json.dumps(v).replace("</", "<\\/") for v in (code, done))
-    parts.append(
-        f"<p>{html.escape(texts.FEISHU_BINDING_PAGE_AS.format(name=name))}</p>"
-        f'<button id="b">{html.escape(texts.FEISHU_BINDING_CONFIRM)}</button><p id="r"></p>'
-        f"""<script>document.getElementById('b').onclick=async()=>{{
-const r=await fetch('/api/feishu-bindings/'+encodeURIComponent({js_code})+'/confirm',{{method:'POST'}});
-const j=await r.json();document.getElementById('r').textContent=r.ok?{js_done}:(j.detail||'Failed');
-if(r.ok)document.getElementById('b').disabled=true;}};</script>"""
-    )
-    return _page("".join(parts))
+    return _bind_page(request, info.product, {"done": done})

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from rudder import texts
 from rudder.api.deps import ActorDep, ServicesDep, SessionDep, load_agent, load_conversation
-from rudder.api.schemas import TextInput
-from rudder.db.models import Integration
-from rudder.domain.errors import Invalid, NotFound
+from rudder.api.schemas import TextInput, error_responses
+from rudder.db.models import Conversation, Integration, Message
+from rudder.domain import orgs
+from rudder.domain.errors import Forbidden, Invalid, NotFound
 from rudder.feishu import outbound
 
 router = APIRouter(prefix="/api", tags=["feishu"])
@@ -19,6 +23,24 @@ router = APIRouter(prefix="/api", tags=["feishu"])
 # "Bot is not in the chat", invalid receive_id, chat dissolved (reference §6.9): not this
 # agent's chat to post in, answered like any chat it cannot see.
 _NOT_THIS_BOTS_CHAT = frozenset({230002, 230001, 232009})
+# Mentioning everyone: the `<at>` tag of text and post messages and of card markdown
+# (`user_id`/`open_id`/`id` = all, quoted or not), and the plain `@all` / `@所有人`.
+_AT_ALL = re.compile(
+    r"""<at\b[^>]*\b(?:user_id|open_id|union_id|id)\s*=\s*["']?all\b|(?<![\w@.])@(?:all|所有人)(?!\w)""",
+    re.IGNORECASE,
+)
+
+
+async def _takes_part(session: AsyncSession, user_id: str, conv: Conversation) -> bool:
+    """Whether the member started the conversation or wrote in it."""
+    if conv.created_by_user_id == user_id:
+        return True
+    wrote = await session.scalar(
+        select(
+            exists().where(Message.conversation_id == conv.id, Message.author_user_id == user_id)
+        )
+    )
+    return bool(wrote)
 
 
 class MessageIn(TextInput):
@@ -64,6 +86,7 @@ class MessageOut(BaseModel):
     responses={
         202: {"model": MessageOut, "description": "Accepted; the outbox keeps trying"},
         502: {"model": MessageOut, "description": "Feishu refused or failed the message"},
+        **error_responses(403),
     },
 )
 async def post_message(
@@ -82,6 +105,14 @@ async def post_message(
             Integration.agent_id == agent.id, Integration.provider == "feishu"
         )
     )
+    # Posting as the bot speaks for the organization: owners and admins anywhere the bot is, the
+    # agent's own token likewise (not @all), members only into a conversation of theirs.
+    manager = await orgs.is_manager(session, actor.label, agent.org_id)
+    if _AT_ALL.search(body.text) and not (manager and actor.agent_id is None):
+        raise Forbidden(texts.OUTBOUND_AT_ALL_ADMINS_ONLY)
+    member = actor.agent_id is None and not manager
+    if member and body.conversation_id is None:
+        raise Forbidden(texts.OUTBOUND_MEMBER_CHAT_ONLY)
     if integration is None or not integration.app_id or integration.status == "disconnected":
         raise Invalid("this agent has no connected Feishu or Lark bot")
     chat_id = body.chat_id
@@ -93,6 +124,8 @@ async def post_message(
             or not conv.external_chat_id
         ):
             raise NotFound("conversation not found")
+        if member and not await _takes_part(session, str(actor.user_id), conv):
+            raise Forbidden(texts.OUTBOUND_MEMBER_CHAT_ONLY)
         chat_id = conv.external_chat_id
     assert chat_id is not None
     await session.close()  # nothing to hold open while Feishu answers

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from sqlalchemy import select
 
-from rudder import __version__
+from rudder import __version__, texts
 from rudder.api.deps import ActorDep, ServicesDep, SessionDep, require_org
 from rudder.api.schemas import (
     HealthOut,
@@ -17,6 +17,7 @@ from rudder.api.schemas import (
     SecretOut,
     error_responses,
 )
+from rudder.config import DeploymentMode
 from rudder.db.models import Secret, User
 from rudder.domain import activity, orgs, secret_store
 from rudder.domain.errors import Forbidden
@@ -46,11 +47,22 @@ async def list_orgs(actor: ActorDep, session: SessionDep) -> list[OrgOut]:
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(403),
 )
-async def create_org(body: OrgIn, actor: ActorDep, session: SessionDep) -> OrgOut:
+async def create_org(
+    body: OrgIn, actor: ActorDep, session: SessionDep, services: ServicesDep
+) -> OrgOut:
     if actor.user_id is None:
         raise Forbidden("only a member can create organizations")
     user = await session.get(User, actor.user_id)
     assert user is not None
+    # Whoever creates an organization owns it, and owners choose its runtimes and bots: in
+    # authenticated mode that is the operator's decision, not a self-service one by default.
+    settings = services.settings
+    if (
+        settings.deployment_mode is DeploymentMode.AUTHENTICATED
+        and not settings.allow_org_creation
+        and not user.is_instance_admin
+    ):
+        raise Forbidden(texts.ORG_CREATION_ADMINS_ONLY)
     org = await orgs.create_org(session, body.name.strip(), user)
     await session.commit()
     return OrgOut.model_validate(org)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, exc
+from sqlalchemy import event, exc, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -77,8 +80,36 @@ def _install_sqlite_transactions(sync_engine: Any) -> None:
         record.info.pop(_IN_WRITE, None)
 
 
+def _sqlite_path(url: str) -> Path | None:
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def prepare_sqlite_file(url: str) -> None:
+    """Create the database file owner-only (0600) before SQLite does, and tighten it and its
+    -wal/-shm if an older version left them readable by others: the file holds every bot's
+    encrypted credentials, the sessions and the conversations. SQLite creates -wal and -shm with
+    the database file's mode, so these follow."""
+    path = _sqlite_path(url)
+    if path is None:
+        return
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = name.stat().st_mode
+            if stat.S_IMODE(mode) & 0o077:
+                name.chmod(0o600)
+        except FileNotFoundError:
+            continue
+
+
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
+        prepare_sqlite_file(url)
         engine = create_async_engine(
             url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )
@@ -90,6 +121,8 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 
 def create_nullpool_engine(url: str) -> AsyncEngine:
     """An engine that holds no idle connections (used for one-off admin work)."""
+    if url.startswith("sqlite"):
+        prepare_sqlite_file(url)
     return create_async_engine(url, poolclass=NullPool)
 
 

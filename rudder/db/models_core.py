@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rudder.db.base import Base
@@ -24,6 +24,9 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Runs the deployment with the operator: may choose runtimes that execute on this server
+    # and create organizations (docs/security.md). Granted only by `rudder user grant-admin`.
+    is_instance_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Membership(Base):
@@ -63,6 +66,10 @@ class Agent(Base):
     runtime_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     instructions: Mapped[str | None] = mapped_column(Text, default=None)
     is_example: Mapped[bool] = mapped_column(default=False)
+    # Who last chose this agent's runtime when it runs on this server: an instance admin
+    # (`user:<id>`) or the operator (`cli`, `system`). None: nobody allowed to, and in
+    # authenticated mode the executor refuses to start it (docs/security.md).
+    runtime_approved_by: Mapped[str | None] = mapped_column(String(100), default=None)
 
 
 class Secret(Base):

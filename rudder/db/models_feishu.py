@@ -93,6 +93,11 @@ class BindingCode(Base):
     display_name: Mapped[str | None] = mapped_column(String(200), default=None)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None] = mapped_column(default=None)
+    # SHA-256 of "<link code>:<confirmation code>"; the confirmation code is only in the bot's
+    # private message to the sender. NULL (a code issued before confirmation codes) never redeems.
+    confirm_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Confirmations tried with this link, right or wrong; at MAX_ATTEMPTS it is void.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class InboundEvent(Base):

@@ -7,9 +7,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rudder.db.models import Agent
+from rudder.db.models import Agent, User
 from rudder.domain import activity, orgs
 from rudder.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from rudder.runtimes import policy as runtime_policy
+from rudder.runtimes.policy import RuntimePolicy
 
 AGENT_STATUSES = ("active", "paused")
 RUNTIME_ADMIN_ROLES = ("owner", "admin")
@@ -92,6 +94,51 @@ async def require_runtime_admin(session: AsyncSession, actor: str, org_id: str) 
         raise Forbidden(RUNTIME_ADMINS_ONLY)
 
 
+async def is_instance_admin(session: AsyncSession, actor: str, policy: RuntimePolicy) -> bool:
+    """Whether `actor` (an activity-log label) decides for the whole deployment: an instance
+    admin, local mode's implicit owner, or Rudder itself run by the operator (`cli`, `system`)."""
+    kind, _, actor_id = actor.partition(":")
+    if kind == "agent":
+        return False
+    if kind != "user":
+        return True
+    user = await session.get(User, actor_id)
+    if user is None:
+        return False
+    return user.is_instance_admin or (policy.local_mode and user.email == orgs.LOCAL_OWNER_EMAIL)
+
+
+async def _approval(
+    session: AsyncSession,
+    policy: RuntimePolicy,
+    actor: str,
+    runtime_type: str,
+    config: dict[str, Any],
+) -> str | None:
+    """Check the operator's policy for a runtime being chosen; what `runtime_approved_by` becomes.
+
+    Forbidden for a server-executing runtime the actor may not choose; Invalid for a URL into
+    this server's own network. Returns the actor when it approved a server-executing runtime.
+    """
+    field = runtime_policy.URL_FIELDS.get(runtime_type)
+    if field is not None:
+        try:
+            await runtime_policy.check_url(
+                str(config.get(field, "")),
+                f"runtime_config.{field}",
+                allow_private=policy.allow_private_urls,
+            )
+        except runtime_policy.UrlRefused as exc:
+            raise Invalid(str(exc)) from None
+    if runtime_type not in runtime_policy.SERVER_RUNTIMES:
+        return None
+    admin = await is_instance_admin(session, actor, policy)
+    problem = runtime_policy.choice_problem(policy, runtime_type, config, instance_admin=admin)
+    if problem is not None:
+        raise Forbidden(problem)
+    return actor if admin or policy.server_runtimes == "allowlist" else None
+
+
 async def get_agent(session: AsyncSession, agent_id: str) -> Agent:
     agent = await session.get(Agent, agent_id)
     if agent is None:
@@ -121,7 +168,10 @@ async def create_agent(
     title: str | None = None,
     instructions: str | None = None,
     actor: str,
+    policy: RuntimePolicy | None = None,
 ) -> Agent:
+    """`policy`: the operator's (RuntimePolicy.from_settings); without one, the strictest."""
+    policy = policy or RuntimePolicy()
     # First: a member learns nothing from a 409 or 422 about a runtime they may not choose.
     if runtime_changes(None, {"runtime_type": runtime_type, "runtime_config": runtime_config}):
         await require_runtime_admin(session, actor, org_id)
@@ -131,6 +181,7 @@ async def create_agent(
     if await find_agent_by_name(session, org_id, name):
         raise Conflict(f"an agent named {name!r} already exists in this organization")
     config = check_runtime(runtime_type, runtime_config)
+    approved_by = await _approval(session, policy, actor, runtime_type, config)
     agent = Agent(
         org_id=org_id,
         name=name,
@@ -139,6 +190,7 @@ async def create_agent(
         runtime_type=runtime_type,
         runtime_config=config,
         instructions=instructions,
+        runtime_approved_by=approved_by,
     )
     session.add(agent)
     await session.flush()
@@ -154,9 +206,15 @@ async def create_agent(
 
 
 async def update_agent(
-    session: AsyncSession, agent: Agent, changes: dict[str, Any], actor: str
+    session: AsyncSession,
+    agent: Agent,
+    changes: dict[str, Any],
+    actor: str,
+    policy: RuntimePolicy | None = None,
 ) -> Agent:
-    if runtime_changes(agent, changes):
+    policy = policy or RuntimePolicy()
+    changed = runtime_changes(agent, changes)
+    if changed:
         await require_runtime_admin(session, actor, agent.org_id)
     if "name" in changes and changes["name"] != agent.name:
         new_name = str(changes["name"]).strip()
@@ -174,7 +232,22 @@ async def update_agent(
         config = changes.get("runtime_config")
         if config is None:
             config = agent.runtime_config if runtime_type == agent.runtime_type else {}
-        agent.runtime_config = check_runtime(runtime_type, config)
+        config = check_runtime(runtime_type, config)
+        if changed:
+            agent.runtime_approved_by = await _approval(
+                session, policy, actor, runtime_type, config
+            )
+        elif (
+            runtime_type in runtime_policy.SERVER_RUNTIMES
+            and await is_instance_admin(session, actor, policy)
+            and await orgs.is_manager(session, actor, agent.org_id)
+        ):
+            # An instance admin saving the runtime unchanged approves it (one stored before
+            # approvals existed, or by someone who may no longer choose it).
+            agent.runtime_approved_by = await _approval(
+                session, policy, actor, runtime_type, config
+            )
+        agent.runtime_config = config
         if runtime_type != agent.runtime_type:
             agent.is_example = False  # no longer the bundled example once switched
         agent.runtime_type = runtime_type

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rudder.db.models import Agent, Membership, Organization, User
 from rudder.domain import activity
-from rudder.domain.errors import Conflict, NotFound
+from rudder.domain.errors import Conflict, Forbidden, NotFound
 
 LOCAL_OWNER_EMAIL = "owner@localhost"
 DEFAULT_ORG_NAME = "My Organization"
@@ -118,6 +118,26 @@ async def membership(session: AsyncSession, user_id: str, org_id: str) -> Member
             Membership.status == "active",
         )
     )
+
+
+MANAGER_ROLES = ("owner", "admin")
+
+
+async def is_manager(session: AsyncSession, actor: str, org_id: str) -> bool:
+    """Whether `actor` (an activity-log label) is an owner or admin of `org_id`. Agent tokens
+    never are; Rudder itself (`cli`, `system`, run by the operator) always is."""
+    kind, _, actor_id = actor.partition(":")
+    if kind == "agent":
+        return False
+    if kind != "user":
+        return True
+    member = await membership(session, actor_id, org_id)
+    return member is not None and member.role in MANAGER_ROLES
+
+
+async def require_manager(session: AsyncSession, actor: str, org_id: str, detail: str) -> None:
+    if not await is_manager(session, actor, org_id):
+        raise Forbidden(detail)
 
 
 async def require_member(session: AsyncSession, user_id: str, org_id: str) -> Membership:

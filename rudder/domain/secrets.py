@@ -21,6 +21,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from rudder.config import ensure_home
+
 KEY_FILE_NAME = "secrets.key"
 NONCE_BYTES = 12
 OLD_KEYS_ENV = "RUDDER_SECRETS_OLD_KEYS"
@@ -142,7 +144,7 @@ def load_secret_box(
         return SecretBox(_decode_key(path.read_text()), old)
     if not create:
         raise SecretsKeyError(f"no secrets key: set RUDDER_SECRETS_KEY (or keep one in {path})")
-    home.mkdir(parents=True, exist_ok=True)
+    ensure_home(home)
     key = pysecrets.token_bytes(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:

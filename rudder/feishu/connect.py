@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rudder import texts
 from rudder.db.models import Agent, Integration, utcnow
-from rudder.domain import activity, secret_store
+from rudder.domain import activity, orgs, secret_store
 from rudder.domain.errors import Conflict, Invalid
 from rudder.feishu.client import BotClient, BotInfo
 from rudder.feishu.errors import COMMAND_EXISTS, FeishuError
@@ -130,6 +130,7 @@ async def _store(
 async def connect(
     services: Services, agent: Agent, creds: Credentials, *, actor: str, via: str
 ) -> Integration:
+    await require_bot_manager(services, agent, actor)
     if creds.transport not in TRANSPORTS:
         raise Invalid(f"transport: must be one of {', '.join(TRANSPORTS)}")
     bot = await verify(services, creds)
@@ -198,7 +199,15 @@ async def connect(
     return integration
 
 
+async def require_bot_manager(services: Services, agent: Agent, actor: str) -> None:
+    """Connecting, reconnecting and disconnecting a bot are for the organization's owners and
+    admins (Forbidden for members and agent tokens): the bot speaks for the whole organization."""
+    async with services.sessions() as session:
+        await orgs.require_manager(session, actor, agent.org_id, texts.BOT_ADMINS_ONLY)
+
+
 async def disconnect(services: Services, agent: Agent, *, actor: str) -> Integration | None:
+    await require_bot_manager(services, agent, actor)
     async with services.sessions() as session, session.begin():
         integration = await integration_for_agent(session, agent.id)
         if integration is None:

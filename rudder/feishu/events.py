@@ -72,6 +72,36 @@ class EventError(ValueError):
     pass
 
 
+# Credentials an envelope may carry: `header.token` is the app's Verification Token (for a
+# webhook bot without an Encrypt Key the only thing authenticating its events), `token` at the top
+# of a v1 or url_verification body likewise, `encrypt` an envelope that was never decrypted, and
+# card callbacks carry an update token in `event.token`. None is needed once the event is
+# verified, and none may be stored.
+CREDENTIAL_KEYS = frozenset(
+    {
+        "token",
+        "encrypt",
+        "verification_token",
+        "encrypt_key",
+        "app_secret",
+        "app_access_token",
+        "tenant_access_token",
+        "user_access_token",
+        "access_token",
+        "refresh_token",
+    }
+)
+
+
+def strip_credentials(value: Any) -> Any:
+    """`value` without any CREDENTIAL_KEYS entry, at any depth (a copy; the input is untouched)."""
+    if isinstance(value, dict):
+        return {k: strip_credentials(v) for k, v in value.items() if k not in CREDENTIAL_KEYS}
+    if isinstance(value, list):
+        return [strip_credentials(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
     message_id: str
@@ -228,6 +258,11 @@ def parse_event(payload: bytes | dict[str, Any]) -> InboundEvent:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise EventError(f"event envelope: {where}: {first.get('msg')}") from None
+    try:
+        # What `inbound_events.payload` keeps: both transports record this, never the token.
+        stored = strip_credentials(data)
+    except RecursionError:
+        raise EventError("event JSON is nested too deeply") from None
     message = None
     if env.header.event_type == "im.message.receive_v1":
         try:
@@ -261,6 +296,6 @@ def parse_event(payload: bytes | dict[str, Any]) -> InboundEvent:
         event_type=env.header.event_type,
         app_id=env.header.app_id,
         token=env.header.token,
-        payload=data,
+        payload=stored,
         message=message,
     )

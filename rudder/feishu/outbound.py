@@ -291,6 +291,50 @@ async def send_notice(
     )
 
 
+async def send_private_notice(
+    services: Services, integration_id: str, open_id: str, text: str, *, key: str
+) -> bool:
+    """Post `text` to one person, in their direct chat with the bot (Feishu's send by
+    `receive_id_type=open_id`); True once it was delivered. `key` makes it idempotent."""
+    ob = outbound_of(services)
+    sent = True
+    for part, content in enumerate(split_text(text, TEXT_BUDGET)):
+        item = await ob.send(
+            integration_id=integration_id,
+            run_id=None,
+            kind=calls.NOTICE,
+            target=open_id,
+            payload={
+                "receive_id": open_id,
+                "receive_id_type": "open_id",
+                "reply_to": None,
+                "msg_type": "text",
+                "content": {"text": content},
+            },
+            key=idempotency_uuid(calls.NOTICE, integration_id, key, str(part)),
+        )
+        sent = item.status == "sent"
+        if not sent:
+            break
+    return sent
+
+
+def spawn_private_notice(
+    services: Services, integration_id: str, open_id: str, text: str, *, key: str
+) -> None:
+    """`send_private_notice` without waiting for it (a page answers before Feishu does)."""
+    ob = outbound_of(services)
+
+    async def send() -> None:
+        try:
+            await send_private_notice(services, integration_id, open_id, text, key=key)
+        except Exception:
+            log.exception("private notice to %s could not be queued", open_id)
+
+    if not ob._closed:
+        ob._spawn(send(), f"feishu-private-notice:{integration_id}")
+
+
 @dataclass(frozen=True, slots=True)
 class PostedMessage:
     status: str  # sent | pending | failed

@@ -113,8 +113,14 @@ async def _post(bot: BotClient, item: Item, msg_type: str, content: dict[str, An
 async def _send(
     bot: BotClient, item: Item, msg_type: str, content: dict[str, Any]
 ) -> dict[str, Any]:
-    key = idempotency_uuid(item.uuid, "send") if item.payload.get("reply_to") else item.uuid
-    return await bot.send_message(str(item.payload["chat_id"]), msg_type, content, uuid=key)
+    p = item.payload
+    key = idempotency_uuid(item.uuid, "send") if p.get("reply_to") else item.uuid
+    # A private notice goes to a person (`receive_id_type: open_id`), not to a chat.
+    to, id_type = (
+        str(p.get("receive_id") or p["chat_id"]),
+        str(p.get("receive_id_type") or "chat_id"),
+    )
+    return await bot.send_message(to, msg_type, content, receive_id_type=id_type, uuid=key)
 
 
 async def _card_call(

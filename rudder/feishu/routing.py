@@ -19,7 +19,7 @@ from rudder.db.models import InboundEvent as InboundRow
 from rudder.domain import runs as runs_domain
 from rudder.feishu import bindings, names
 from rudder.feishu.events import InboundEvent, InboundMessage, parse_event
-from rudder.feishu.outbound import outbound_of, send_notice
+from rudder.feishu.outbound import outbound_of, send_notice, send_private_notice
 from rudder.feishu.regions import Region
 from rudder.feishu.reply_stream import ReplyTarget
 from rudder.services import Services
@@ -122,16 +122,7 @@ async def route(
                 f"{prompted_at:%H:%M:%S} UTC (at most one every "
                 f"{int(bindings.PROMPT_EVERY.total_seconds() // 60)} minutes)"
             )
-        url = f"{services.settings.effective_public_url}/bind/feishu/{code}"
-        await send_notice(
-            services,
-            integration.id,
-            message.chat_id,
-            texts.FEISHU_BINDING_PROMPT.format(url=url),
-            reply_to=message.message_id,
-            key=_key("bind", event.event_id),
-        )
-        return "held", "sender is not linked to a Rudder member; binding prompt sent"
+        return await _prompt(services, integration, message, event, code)
     # 7. Commands.
     text = message.text.strip()
     command = text.split(None, 1)[0].lower() if text.startswith("/") else None
@@ -190,6 +181,58 @@ async def route(
         ),
     )
     return "processed", "queued a run"
+
+
+async def _prompt(
+    services: Services,
+    integration: Integration,
+    message: InboundMessage,
+    event: InboundEvent,
+    code: bindings.Issued,
+) -> Outcome:
+    """The binding prompt, to the sender alone: in their direct chat, or from a group by a
+    private message (the group only hears that one was sent). Anyone who reads the group must
+    not get the link, and the confirmation code is never anywhere else (docs/feishu-chats.md)."""
+    assert message.sender_open_id is not None
+    product = bindings.product(integration.region)
+    url = f"{services.settings.effective_public_url}/bind/feishu/{code.link}"
+    prompt = texts.FEISHU_BINDING_PROMPT.format(product=product, url=url, code=code.confirmation)
+    if message.chat_type == "p2p":
+        await send_notice(
+            services,
+            integration.id,
+            message.chat_id,
+            prompt,
+            reply_to=message.message_id,
+            key=_key("bind", event.event_id),
+        )
+        return "held", "sender is not linked to a Rudder member; binding prompt sent"
+    delivered = await send_private_notice(
+        services,
+        integration.id,
+        message.sender_open_id,
+        prompt,
+        key=_key("bind-private", event.event_id),
+    )
+    if not delivered:
+        # Not sent, so no throttle: the next message (in a direct chat) gets a new prompt.
+        async with services.sessions() as session, session.begin():
+            await bindings.forget_code(session, code.link)
+    note = texts.FEISHU_BINDING_SENT_PRIVATELY if delivered else texts.FEISHU_BINDING_PRIVATE_FAILED
+    await send_notice(
+        services,
+        integration.id,
+        message.chat_id,
+        note.format(product=product),
+        reply_to=message.message_id,
+        key=_key("bind", event.event_id),
+    )
+    if not delivered:
+        return "held", (
+            "sender is not linked to a Rudder member; the private binding prompt could not be "
+            "delivered (the group was told to use a direct chat)"
+        )
+    return "held", "sender is not linked to a Rudder member; binding prompt sent privately"
 
 
 async def _notice_allowed(

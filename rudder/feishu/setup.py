@@ -93,6 +93,7 @@ class SetupPoller:
 
     async def start(self, agent: Agent, region: Region, *, actor: str) -> SetupSession:
         services = self.services
+        await connecting.require_bot_manager(services, agent, actor)
         begun = await reg.begin(services.http, services.settings.feishu_base_url)
         now = utcnow()
         async with services.sessions() as session, session.begin():

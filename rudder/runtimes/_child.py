@@ -121,7 +121,8 @@ class Child:
                 await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
         return code
 
-    def exit_reason(self, code: int) -> str:
+    def exit_reason(self, code: int, tail: str | None = None) -> str:
+        """Why the agent ended: its exit code or signal, then `tail` (default: stderr's end)."""
         if code < 0:
             try:
                 name = signal.Signals(-code).name
@@ -130,7 +131,7 @@ class Child:
             reason = f"the agent process was killed by {name}"
         else:
             reason = f"the agent process exited with code {code}"
-        tail = self.stderr_tail
+        tail = self.stderr_tail if tail is None else tail
         return f"{reason}: {tail}" if tail else reason
 
     async def _feed_stdin(self) -> None:

@@ -11,6 +11,7 @@ import httpx
 from ._deadline import Deadline
 from ._events import excerpt
 from .base import RuntimeError_
+from .policy import UrlRefused, check_url, guarded_client
 
 _ERROR_BODY_BYTES = 2048
 
@@ -29,13 +30,23 @@ async def post_stream(
     json: Any,
     headers: dict[str, str],
     deadline: Deadline,
+    field: str,
+    allow_private: bool,
 ) -> AsyncIterator[httpx.Response]:
     """POST and yield the response with its body unread; the response (and a client this
     opened) is closed on exit, which is how a stopped run closes its request.
+
+    A target in this server's own network is refused before anything is sent, unless
+    `allow_private` (RUDDER_ALLOW_PRIVATE_RUNTIME_URLS); the client this opens checks every
+    address it connects to as well (rudder/runtimes/policy.py).
     """
+    try:
+        await deadline.run(check_url(url, field, allow_private=allow_private))
+    except UrlRefused as exc:
+        raise RuntimeError_(str(exc)) from None
     owned = client is None
     # No httpx timeouts of our own: the run deadline bounds every wait, including connect.
-    http = client if client is not None else httpx.AsyncClient(timeout=None)
+    http = client if client is not None else guarded_client(field, allow_private=allow_private)
     try:
         request = http.build_request("POST", url, json=json, headers=headers)
         try:

@@ -59,6 +59,8 @@ class RunContext:
     # Session id the runtime reported last time in this conversation (for resumable CLIs).
     session_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # RUDDER_ALLOW_PRIVATE_RUNTIME_URLS: may http/openai call loopback, link-local, private?
+    allow_private_urls: bool = False
 
     @property
     def prompt(self) -> str:

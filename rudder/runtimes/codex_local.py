@@ -7,11 +7,12 @@ Runs `codex exec --json [OPTIONS] [resume ID] -` with the prompt on stdin. This 
 from __future__ import annotations
 
 import contextlib
+import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 from ._child import ChildSpec, child_env, resolve_command
-from ._cli import run_cli
+from ._cli import SessionState, per_run, run_cli
 from ._payload import cli_prompt
 from ._secrets import Redactor, redacting, resolve_values
 from .base import RunContext, RunEvent, RunEventKind, RuntimeError_
@@ -23,6 +24,16 @@ NAME = "Codex"
 _TOOL_ITEMS = frozenset(
     {"command_execution", "file_change", "mcp_tool_call", "web_search", "todo_list"}
 )
+# `turn.completed` usage is the thread's running total; these are made per run.
+_USAGE_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
+# Codex keeps a session's first instructions (its developer message) for good, so changed ones
+# are said in the prompt of the next resumed run; a checksum in the session slot tells a change.
+_INSTRUCTIONS_KEY = "instructions_crc"
+_CHANGED_INSTRUCTIONS = "Your instructions have changed. From now on, follow these:"
+
+
+def instructions_crc(text: str) -> float:
+    return float(zlib.crc32(text.encode()))
 
 
 def codex_args(config: CodexLocalConfig, resume: str | None) -> list[str]:
@@ -44,7 +55,10 @@ def _tool_input(item: dict[str, Any]) -> dict[str, Any]:
 class CodexStreamParser:
     """`codex exec --json` lines → run events."""
 
-    def __init__(self) -> None:
+    def __init__(self, previous: SessionState | None = None, crc: float | None = None) -> None:
+        self.previous = previous
+        self.crc = crc
+        self.thread_id: str | None = None
         self.text_seen = False
         self.completed = False
         self.last_error: str | None = None
@@ -53,22 +67,19 @@ class CodexStreamParser:
     def line(self, obj: dict[str, Any]) -> Iterator[RunEvent]:
         kind = obj.get("type")
         if kind == "thread.started" and isinstance(obj.get("thread_id"), str):
-            yield RunEvent(RunEventKind.SESSION, data={"session_id": obj["thread_id"]})
+            self.thread_id = obj["thread_id"]
+            # Resuming: the slot keeps the totals so far until this turn's are known, so a stop
+            # mid-turn does not leave the next run billed the whole thread.
+            same = self.previous is not None and self.previous.id == self.thread_id
+            stored = self.previous.encode() if same and self.previous else obj["thread_id"]
+            yield RunEvent(RunEventKind.SESSION, data={"session_id": stored})
         elif kind in ("item.started", "item.updated", "item.completed"):
             item = obj.get("item")
             if isinstance(item, dict):
                 yield from self._item(item, completed=kind == "item.completed")
         elif kind == "turn.completed":
             self.completed = True
-            usage = obj.get("usage") or {}
-            yield RunEvent(
-                RunEventKind.USAGE,
-                data={
-                    "input_tokens": usage.get("input_tokens"),
-                    "output_tokens": usage.get("output_tokens"),
-                    "cached_input_tokens": usage.get("cached_input_tokens"),
-                },
-            )
+            yield from self._usage(obj.get("usage") or {})
         elif kind == "turn.failed":
             error = obj.get("error") or {}
             raise RuntimeError_(f"{NAME} failed: {error.get('message') or self.last_error}")
@@ -76,6 +87,26 @@ class CodexStreamParser:
             # Also used for transient trouble (reconnecting); the turn's own end decides.
             self.last_error = str(obj.get("message") or "")
             yield RunEvent(RunEventKind.LOG, text=self.last_error)
+
+    def progress(self, obj: dict[str, Any]) -> bool:
+        if obj.get("type") == "error":
+            return False  # "Reconnecting…": the turn is not getting anywhere
+        item = obj.get("item")
+        return not (isinstance(item, dict) and item.get("type") == "error")
+
+    def _usage(self, usage: dict[str, Any]) -> Iterator[RunEvent]:
+        same = self.previous is not None and self.previous.id == self.thread_id
+        previous = self.previous if same else None
+        data = {k: per_run(usage.get(k), previous, k) for k in _USAGE_KEYS if k in usage}
+        if previous is not None and not previous.totals:
+            data["session_totals"] = True  # resumed without the totals before: cumulative
+        yield RunEvent(RunEventKind.USAGE, data=data)
+        if self.thread_id:
+            totals = {k: float(usage[k]) for k in _USAGE_KEYS if isinstance(usage.get(k), int)}
+            if self.crc is not None:
+                totals[_INSTRUCTIONS_KEY] = self.crc
+            state = SessionState(self.thread_id, totals)
+            yield RunEvent(RunEventKind.SESSION, data={"session_id": state.encode()})
 
     def finish(self) -> None:
         if not self.completed:
@@ -124,9 +155,14 @@ class CodexLocalRuntime:
         # `codex exec` has no flag for extra instructions, so a fresh session gets them in front
         # of the prompt; a resumed one already has them.
         preamble = "\n\n".join(p for p in (ctx.instructions, config.system_prompt) if p)
+        previous = SessionState.decode(ctx.session_id)
+        crc = instructions_crc(preamble) if preamble else None
+        said = previous.totals.get(_INSTRUCTIONS_KEY) if previous else None
 
         def build(resume: str | None) -> ChildSpec:
             prompt = cli_prompt(ctx, resuming=resume is not None, preamble=preamble or None)
+            if resume is not None and crc is not None and said is not None and said != crc:
+                prompt = f"{_CHANGED_INSTRUCTIONS}\n\n{preamble}\n\nNew message:\n{prompt}"
             return ChildSpec(
                 argv=[command, *codex_args(config, resume)],
                 env=env,
@@ -136,7 +172,11 @@ class CodexLocalRuntime:
                 cwd=config.cwd,
             )
 
-        events = run_cli(NAME, ctx.session_id, build, CodexStreamParser)
+        def parser() -> CodexStreamParser:
+            return CodexStreamParser(previous, crc)
+
+        resume = previous.id if previous else None
+        events = run_cli(NAME, resume, build, parser, idle_sec=config.idle_timeout_sec)
         async with contextlib.aclosing(events):
             async for event in events:
                 yield event

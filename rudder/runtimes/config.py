@@ -61,11 +61,16 @@ class _LocalCliConfig(_Config):
     # Coding agents take minutes, not seconds; the run still ends within this bound.
     timeout_sec: float = Field(default=1800, gt=0)
     grace_sec: float = Field(default=5, ge=0)
+    # The no-progress watchdog: a CLI that only retries, warns or stays silent this long fails.
+    idle_timeout_sec: float = Field(default=120, gt=0)
 
 
 class ClaudeLocalConfig(_LocalCliConfig):
     command: str = Field(default="claude", min_length=1)
     max_turns: int | None = Field(default=None, gt=0)
+    # `--system-prompt-snapshot off`: changed instructions reach a resumed session (Claude Code
+    # ≥ 2.1 otherwise keeps the first run's system prompt for the whole session).
+    fresh_system_prompt: bool = True
 
 
 class CodexLocalConfig(_LocalCliConfig):

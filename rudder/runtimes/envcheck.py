@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sys
 import time
+import tomllib
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -43,11 +45,13 @@ _INSTALL_HINTS = {
     "codex_local": "install Codex (npm install -g @openai/codex), "
     "or set `command` to the full path of `codex`",
 }
-# Where each CLI finds credentials without an interactive login.
+# Where each CLI finds credentials without an interactive login. (Codex ≥ 0.169 reads
+# CODEX_API_KEY for OpenAI; OPENAI_API_KEY alone sends no key, so it does not count.)
 _KEY_VARS = {
     "claude_local": ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"),
-    "codex_local": ("CODEX_API_KEY", "OPENAI_API_KEY"),
+    "codex_local": ("CODEX_API_KEY",),
 }
+_VERSION = re.compile(r"\d+\.\d+")
 _NESTING_ENV = ("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT")
 
 
@@ -105,23 +109,76 @@ def is_offline_example(runtime_type: str, config: Mapping[str, Any]) -> bool:
 
 async def _probe(argv: list[str], env: dict[str, str], cwd: str | None) -> tuple[int, str]:
     """Run a short informational command; (exit code, its output). Bounded, never interactive."""
+    code, out, err = await _probe_split(argv, env, cwd)
+    return code, "\n".join(part for part in (out, err) if part)
+
+
+async def _probe_split(
+    argv: list[str], env: dict[str, str], cwd: str | None
+) -> tuple[int, str, str]:
+    """`_probe` with stdout and stderr apart (a CLI may warn on stderr before its answer)."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.PIPE,
         env=env,
         cwd=cwd,
         start_new_session=True,
     )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), PROBE_TIMEOUT_S)
+        out, err = await asyncio.wait_for(proc.communicate(), PROBE_TIMEOUT_S)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 9)
         await proc.wait()
-        return -1, f"no answer within {PROBE_TIMEOUT_S:g} s"
-    return proc.returncode or 0, out.decode("utf-8", errors="replace").strip()
+        return -1, "", f"no answer within {PROBE_TIMEOUT_S:g} s"
+
+    def text(data: bytes) -> str:
+        return data.decode("utf-8", errors="replace").strip()
+
+    return proc.returncode or 0, text(out), text(err)
+
+
+def _version_line(out: str, err: str) -> str:
+    """The line that names the version: stdout's first, else the first with a number on stderr."""
+    for line in [*out.splitlines(), *err.splitlines()]:
+        if _VERSION.search(line) and not line.lstrip().upper().startswith("WARNING"):
+            return line.strip()
+    return (out or err).splitlines()[0].strip() if (out or err) else ""
+
+
+def codex_provider_key(config: CodexLocalConfig) -> tuple[str, str] | None:
+    """(provider id, env_key) of a custom Codex model provider the agent uses, if any.
+
+    Read from `$CODEX_HOME/config.toml` (CODEX_HOME from the agent's env or Rudder's, else
+    ~/.codex) and `-c model_provider=…` / `-c model_providers.ID.env_key=…` in `extra_args`.
+    """
+    home_value = config.env.get("CODEX_HOME")
+    home = home_value if isinstance(home_value, str) else os.environ.get("CODEX_HOME")
+    path = Path(home) if home else Path.home() / ".codex"
+    settings: dict[str, Any] = {}
+    with contextlib.suppress(OSError, tomllib.TOMLDecodeError):
+        settings = tomllib.loads((path / "config.toml").read_text())
+    provider = settings.get("model_provider")
+    providers = settings.get("model_providers") or {}
+    overrides: dict[str, str] = {}
+    args = config.extra_args
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag in ("-c", "--config") and "=" in value:
+            key, _, raw = value.partition("=")
+            try:
+                overrides[key.strip()] = str(tomllib.loads(f"v = {raw}")["v"])
+            except tomllib.TOMLDecodeError:
+                overrides[key.strip()] = raw.strip()
+    provider = overrides.get("model_provider", provider)
+    if not isinstance(provider, str) or provider == "openai":
+        return None
+    entry = providers.get(provider) if isinstance(providers, dict) else None
+    env_key = overrides.get(f"model_providers.{provider}.env_key")
+    if env_key is None and isinstance(entry, dict):
+        env_key = entry.get("env_key")
+    return (provider, env_key) if isinstance(env_key, str) and env_key else None
 
 
 def _secret_names(config: Any) -> list[str]:
@@ -182,10 +239,11 @@ async def _check_local_cli(
     plain = {k: v for k, v in config.env.items() if isinstance(v, str)}
     env = child_env(plain, drop=_NESTING_ENV)
     cwd = config.cwd if cwd_ok else None
-    code, out = await _probe([binary, "--version"], env, cwd)
-    if code == 0 and out:
-        report.add("version", Level.PASS, excerpt(out.splitlines()[0], 80))
+    code, out, err = await _probe_split([binary, "--version"], env, cwd)
+    if code == 0 and (version := _version_line(out, err)):
+        report.add("version", Level.PASS, excerpt(version, 80))
     else:
+        out = "\n".join(part for part in (out, err) if part)
         report.add(
             "version",
             Level.FAIL,
@@ -193,21 +251,39 @@ async def _check_local_cli(
             "reinstall the CLI; it does not start",
         )
         return
-    key_vars = [k for k in _KEY_VARS[runtime_type] if k in config.env or os.environ.get(k)]
-    if key_vars:
-        report.add("login", Level.PASS, f"uses {key_vars[0]} from the environment")
-    elif runtime_type == "codex_local":
-        code, out = await _probe([binary, "login", "status"], env, cwd)
-        if code == 0:
-            report.add("login", Level.PASS, excerpt(out or "logged in", 80))
+
+    def has(var: str) -> bool:
+        return var in config.env or bool(os.environ.get(var))
+
+    key_vars = [k for k in _KEY_VARS[runtime_type] if has(k)]
+    custom = codex_provider_key(config) if isinstance(config, CodexLocalConfig) else None
+    if custom is not None:
+        provider, env_key = custom
+        if has(env_key):
+            report.add("login", Level.PASS, f"provider {provider!r} uses {env_key}")
         else:
             report.add(
                 "login",
                 Level.FAIL,
-                excerpt(out or "not logged in", 80),
-                "run `codex login` as the user Rudder runs as, or put CODEX_API_KEY in the "
-                "agent's env as a secret reference",
+                f"provider {provider!r} reads its key from {env_key}, which is not set",
+                f"put {env_key} in the agent's env as a secret reference",
             )
+    elif key_vars:
+        report.add("login", Level.PASS, f"uses {key_vars[0]} from the environment")
+    elif runtime_type == "codex_local":
+        code, out, err = await _probe_split([binary, "login", "status"], env, cwd)
+        lines = [ln for ln in f"{out}\n{err}".splitlines() if ln.strip()]
+        said = next((ln for ln in lines if not ln.upper().startswith("WARNING")), "")
+        hint = (
+            "run `codex login` as the user Rudder runs as, or put CODEX_API_KEY in the "
+            "agent's env as a secret reference"
+        )
+        if has("OPENAI_API_KEY"):
+            hint = "Codex does not read OPENAI_API_KEY; name the same key CODEX_API_KEY"
+        if code == 0:
+            report.add("login", Level.PASS, excerpt(said or "logged in", 80))
+        else:
+            report.add("login", Level.FAIL, excerpt(said or "not logged in", 80), hint)
     else:
         # Claude Code has no stable non-interactive status command; its credentials file is
         # the signal on Linux (macOS keeps them in the keychain, which we cannot read).

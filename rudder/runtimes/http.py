@@ -83,7 +83,13 @@ class HttpRuntime:
         deadline = Deadline(config.timeout_sec)
         payload = context_payload(ctx)
         async with post_stream(
-            self._client, config.url, json=payload, headers=headers, deadline=deadline
+            self._client,
+            config.url,
+            json=payload,
+            headers=headers,
+            deadline=deadline,
+            field="runtime_config.url",
+            allow_private=ctx.allow_private_urls,
         ) as response:
             if not response.is_success:
                 raise RuntimeError_(status_reason(response, await error_body(response, deadline)))

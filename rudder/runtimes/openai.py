@@ -143,7 +143,13 @@ class OpenAIRuntime:
         url = config.base_url.rstrip("/") + "/chat/completions"
         deadline = Deadline(config.timeout_sec)
         async with post_stream(
-            self._client, url, json=request_body(ctx, config), headers=headers, deadline=deadline
+            self._client,
+            url,
+            json=request_body(ctx, config),
+            headers=headers,
+            deadline=deadline,
+            field="runtime_config.base_url",
+            allow_private=ctx.allow_private_urls,
         ) as response:
             if not response.is_success:
                 detail = api_error_message(await error_body(response, deadline))

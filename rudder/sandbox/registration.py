@@ -202,9 +202,7 @@ def requested_scopes(addons: dict[str, Any]) -> list[str]:
 
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Create app · Sandbox</title>
-<style>body{{font:15px system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em}}
-.card{{border:1px solid #ccd;border-radius:8px;padding:1.2em}}button{{font-size:1em;padding:.5em 1.2em;margin-right:.6em}}
-dt{{color:#667;margin-top:.6em}}</style></head><body><div class="card">
+<link rel="stylesheet" href="/_sandbox/page.css"></head><body class="confirm"><div class="card">
 <h1>Create a bot app</h1><p>Feishu/Lark Open Platform sandbox · code <b id="user-code">{user_code}</b> · {status}</p>
 <form method="post" action="/page/cli/decision">
 <input type="hidden" name="user_code" value="{user_code}">

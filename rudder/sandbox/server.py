@@ -36,6 +36,7 @@ from rudder.sandbox import (
 )
 from rudder.sandbox.core import Sandbox
 from rudder.sandbox.envelope import BAD_REQUEST_CODE, HostPrefix, json_response
+from rudder.web.headers import SecurityHeaders
 
 DEFAULT_PORT = 3200
 log = logging.getLogger("rudder.sandbox")
@@ -118,7 +119,12 @@ def create_sandbox_app(sandbox: Sandbox | None = None) -> Starlette:
 
     app = Starlette(
         routes=_routes(),
-        middleware=[Middleware(_NeverCrash), Middleware(HostPrefix)],
+        # The people page and the confirm page show text anyone can write: the same CSP as Rudder's.
+        middleware=[
+            Middleware(SecurityHeaders, docs_paths=frozenset()),
+            Middleware(_NeverCrash),
+            Middleware(HostPrefix),
+        ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from rudder.config import Settings
 from rudder.domain.secrets import SecretBox
 from rudder.live import LiveHub
+from rudder.runtimes.policy import RuntimePolicy
 from rudder.scale import instances
 from rudder.scale.bus import NotifyBus
 from rudder.scale.config import ScaleConfig
@@ -75,6 +76,8 @@ def create(
         bus=bus,
         config=config,
     )
+    # The operator's runtime policy, for `rudder start` and `rudder worker` alike.
+    runs.policy = RuntimePolicy.from_settings(settings)
     return ScaleNode(instance_id, config, bus, fanout, runs)
 
 

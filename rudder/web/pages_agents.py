@@ -16,6 +16,7 @@ from rudder.domain import agents as agents_domain
 from rudder.domain.errors import DomainError
 from rudder.feishu import connect as connecting
 from rudder.runtimes import RUNTIME_LABELS, RUNTIME_TYPES
+from rudder.runtimes.policy import RuntimePolicy
 from rudder.web.lookups import find_agent, find_run
 from rudder.web.templating import Shell, not_found, render, shell
 
@@ -108,6 +109,7 @@ async def save_configuration(
     request: Request,
     actor: ActorDep,
     session: SessionDep,
+    services: ServicesDep,
     runtime_type: Annotated[str, Form(max_length=50)],
     runtime_config: Annotated[str, Form(max_length=20_000)] = "{}",
     status: Annotated[str, Form(max_length=20)] = "active",
@@ -127,7 +129,8 @@ async def save_configuration(
     if not errors:
         try:
             changes = {"runtime_type": runtime_type, "runtime_config": config, "status": status}
-            await agents_domain.update_agent(session, agent, changes, actor.label)
+            policy = RuntimePolicy.from_settings(services.settings)
+            await agents_domain.update_agent(session, agent, changes, actor.label, policy)
             await session.commit()
         except DomainError as exc:
             await session.rollback()

@@ -161,6 +161,8 @@ async def connect(
     agent = await find_agent(session, actor, agent_id)
     if agent is None:
         return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+    # Owners and admins only: 403 with the reason, before anything is checked or called.
+    await connecting.require_bot_manager(services, agent, actor.label)
     error: str | None = None
     try:
         chosen = parse_region(region)
@@ -188,6 +190,8 @@ async def disconnect(
     agent = await find_agent(session, actor, agent_id)
     if agent is None:
         return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+    # Owners and admins only: 403 with the reason, before anything is checked or called.
+    await connecting.require_bot_manager(services, agent, actor.label)
     await connecting.disconnect(services, agent, actor=actor.label)
     return RedirectResponse(f"/agents/{agent.id}/integrations", status_code=303)
 
@@ -209,6 +213,8 @@ async def connect_manually(
     agent = await find_agent(session, actor, agent_id)
     if agent is None:
         return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+    # Owners and admins only: 403 with the reason, before anything is checked or called.
+    await connecting.require_bot_manager(services, agent, actor.label)
     errors: list[str] = []
     try:
         body = ManualIn(

@@ -86,3 +86,29 @@ async def test_create_a_user_who_can_then_sign_in(
         "no-such-org",
     )
     assert no_org.exit_code == 1 and "No organization" in no_org.output
+
+
+async def test_only_the_command_line_makes_instance_admins(
+    client: httpx.AsyncClient, settings: Settings, tmp_path: Path
+) -> None:
+    """An instance admin may create organizations (and choose server-executing runtimes); the
+    flag comes from `rudder user create --instance-admin` or `grant-admin`, and goes again."""
+    for email, extra in (("root@example.com", ["--instance-admin"]), ("ops@example.com", [])):
+        created = await rudder_user(
+            settings, tmp_path, "create", email, "--name", "X", "--password", "p" * 12, *extra
+        )
+        assert created.exit_code == 0, created.output
+    assert "instance admin" not in created.output  # ops is not one
+    r = await login(client, "ops@example.com", "p" * 12)
+    assert r.status_code == 200, r.text
+    assert (await client.post("/api/orgs", json={"name": "Ops"})).status_code == 403
+    granted = await rudder_user(settings, tmp_path, "grant-admin", "OPS@example.com")
+    assert granted.exit_code == 0 and "is an instance admin" in granted.output
+    assert (await client.post("/api/orgs", json={"name": "Ops"})).status_code == 201
+    listed = await rudder_user(settings, tmp_path, "list")
+    assert listed.output.count("instance admin") == 2, listed.output
+    revoked = await rudder_user(settings, tmp_path, "revoke-admin", "ops@example.com")
+    assert revoked.exit_code == 0, revoked.output
+    assert (await client.post("/api/orgs", json={"name": "Ops 2"})).status_code == 403
+    missing = await rudder_user(settings, tmp_path, "grant-admin", "nobody@example.com")
+    assert missing.exit_code == 1 and "No user" in missing.output

@@ -18,7 +18,11 @@ EVIL = {"Origin": "https://evil.example"}
 
 
 def agent(name: str) -> dict[str, object]:
-    return {"name": name, "runtime_type": "http", "runtime_config": {"url": "http://127.0.0.1:9/x"}}
+    return {
+        "name": name,
+        "runtime_type": "http",
+        "runtime_config": {"url": "http://agent.example:9/x"},
+    }
 
 
 async def signed_in(client: httpx.AsyncClient, email: str) -> httpx.AsyncClient:

@@ -86,7 +86,7 @@ async def test_one_app_one_agent(rig: FeishuRig) -> None:
             json={
                 "name": "Second",
                 "runtime_type": "http",
-                "runtime_config": {"url": "http://127.0.0.1:9/"},
+                "runtime_config": {"url": "http://agent.example:9/"},
             },
         )
     ).json()

@@ -73,7 +73,7 @@ async def test_create_agent_validation_names_the_field(client: httpx.AsyncClient
         json={
             "name": "Writer",
             "runtime_type": "http",
-            "runtime_config": {"url": "http://127.0.0.1:9/x"},
+            "runtime_config": {"url": "http://agent.example:9/x"},
         },
     )
     assert ok.status_code == 201, ok.text
@@ -82,7 +82,7 @@ async def test_create_agent_validation_names_the_field(client: httpx.AsyncClient
         json={
             "name": "Writer",
             "runtime_type": "http",
-            "runtime_config": {"url": "http://127.0.0.1:9/x"},
+            "runtime_config": {"url": "http://agent.example:9/x"},
         },
     )
     assert dup.status_code == 409

@@ -1,5 +1,6 @@
-"""An agent on `claude_local` (a fake `claude` on PATH) talking through Feishu in the sandbox:
-streamed card text, session resume per chat, `/new`, `/stop` ending the CLI's process group."""
+"""An agent on `claude_local` talking through Feishu in the sandbox: with a fake `claude` on PATH,
+streamed card text, session resume per chat, `/new`, `/stop` ending the CLI's process group; with
+the real Claude Code CLI against the fake model API, text streaming into the card."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 
 from rudder import texts
 from tests.conftest import FeishuRig
+from tests.e2e_cli_runtimes.fake_model import FakeModel, ModelServer
+from tests.e2e_cli_runtimes.real_clis import claude_config, real_cli
 from tests.helpers import default_org_and_agent, wait_for, wait_run
 from tests.runtimes.runtime_helpers import install_fake_clis, read_calls, read_pids, wait_gone
 
@@ -18,7 +21,9 @@ TOOLS_SESSION = "9e8d7c6b-5a49-4382-a716-0f1e2d3c4b5a"
 ANSWER = "Let me look.\n\nThere are two entries: README.md and src."
 
 
-async def connect_coder(rig: FeishuRig, env: dict[str, str]) -> tuple[dict[str, Any], str, str]:
+async def connect_coder(
+    rig: FeishuRig, env: dict[str, str], config: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], str, str]:
     """A `claude_local` agent with a connected bot and a bound Feishu user: (agent, user, chat)."""
     org, _ = await default_org_and_agent(rig.client)
     created = await rig.client.post(
@@ -26,7 +31,7 @@ async def connect_coder(rig: FeishuRig, env: dict[str, str]) -> tuple[dict[str, 
         json={
             "name": "Coder",
             "runtime_type": "claude_local",
-            "runtime_config": {"env": env, "grace_sec": 1},
+            "runtime_config": config or {"env": env, "grace_sec": 1},
         },
     )
     assert created.status_code == 201, created.text
@@ -53,8 +58,12 @@ async def connect_coder(rig: FeishuRig, env: dict[str, str]) -> tuple[dict[str, 
     await say(rig, user, chat, "hi")
     prompt = await wait_for(lambda: bot_texts(rig, chat), timeout=10)
     code = re.search(r"/bind/feishu/([\w-]+)", prompt[0])
-    assert code, prompt
-    confirmed = await rig.client.post(f"/api/feishu-bindings/{code.group(1)}/confirm")
+    confirmation = re.search(r"enter this code: (\S+)", prompt[0])
+    assert code and confirmation, prompt
+    confirmed = await rig.client.post(
+        f"/api/feishu-bindings/{code.group(1)}/confirm",
+        json={"confirmation_code": confirmation.group(1)},
+    )
     assert confirmed.status_code == 200, confirmed.text
     return agent, user, chat
 
@@ -163,3 +172,38 @@ async def test_claude_code_agent_in_a_feishu_dm(
 
 async def _has_text(rig: FeishuRig, chat: str, text: str) -> bool:
     return text in await bot_texts(rig, chat)
+
+
+REAL_ANSWER = "Streaming into the card, piece by piece, from the real Claude Code CLI."
+
+
+async def test_real_claude_code_streams_into_a_feishu_card(
+    rig: FeishuRig, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if "postgres" in request.node.name:
+        pytest.skip("the real CLI's streaming does not depend on the database; SQLite covers it")
+    claude = real_cli("claude")
+    with ModelServer(FakeModel(reply=REAL_ANSWER, deltas=6, delay=0.5)) as model:
+        agent, user, chat = await connect_coder(
+            rig, {}, claude_config(claude, model, tmp_path / "home")
+        )
+        await say(rig, user, chat, "stream something")
+        partials: list[str] = []
+
+        async def finished() -> bool:
+            found = await cards(rig, chat)
+            if not found:
+                return False
+            card = found[0]
+            if card["streaming"] and card["text"] and card["text"] not in partials:
+                partials.append(card["text"])
+            return not card["streaming"]
+
+        await wait_for(finished, timeout=90, interval=0.05)
+        card = (await cards(rig, chat))[0]
+    assert card["text"] == REAL_ANSWER
+    # The card showed the reply growing while the CLI was still answering.
+    shown = [p for p in partials if p != REAL_ANSWER]
+    assert len(shown) >= 2 and all(REAL_ANSWER.startswith(p) for p in shown), partials
+    (run,) = await feishu_runs(rig, agent)
+    assert run["status"] == "succeeded", run["error"]

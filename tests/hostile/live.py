@@ -30,7 +30,8 @@ class Live:
 
 
 @contextmanager
-def live_rudder(db_url: str, home: Path, timeout: float = 30.0) -> Iterator[Live]:
+def live_rudder(db_url: str, home: Path, *, timeout: float = 30.0, **more: Any) -> Iterator[Live]:
+    """`more`: more Settings fields (deployment mode, the operator's allowances …)."""
     started = threading.Event()
     box: dict[str, Any] = {}
 
@@ -43,6 +44,7 @@ def live_rudder(db_url: str, home: Path, timeout: float = 30.0) -> Iterator[Live
                     secrets_key=TEST_SECRETS_KEY,
                     public_url="http://rudder.test",
                     feishu_base_url=sandbox.url,
+                    **more,
                 )
                 async with RunningServer(create_app(settings)) as server:
                     stop = asyncio.Event()

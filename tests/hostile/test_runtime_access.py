@@ -13,12 +13,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from rudder.db.models import Agent, Conversation, Message, RunEventRow
+from rudder import texts
+from rudder.db.models import Agent, Conversation, Message, RunEventRow, User
 from rudder.domain import auth, orgs
-from rudder.domain.agents import RUNTIME_ADMINS_ONLY, RUNTIME_NOT_FOR_AGENT_TOKENS
+from rudder.domain.agents import RUNTIME_ADMINS_ONLY
 from rudder.live import conversation_topic
 from rudder.runtimes import DEFAULT_AGENT_RUNTIME
 from rudder.services import Services
+from rudder.texts import AGENT_TOKEN_OUT_OF_SCOPE
 from tests.helpers import default_org_and_agent, wait_run
 from tests.hostile.conftest import count
 
@@ -30,6 +32,13 @@ OPENAI = {
 }
 CLAUDE = {"runtime_type": "claude_local", "runtime_config": {"command": "/tmp/evil"}}
 RUNTIMES = {"process": PROCESS, "http": HTTP, "openai": OPENAI, "claude_local": CLAUDE}
+PUBLIC = {
+    "http": {"runtime_type": "http", "runtime_config": {"url": "https://agent.example/run"}},
+    "openai": {
+        "runtime_type": "openai",
+        "runtime_config": {"base_url": "https://models.example/v1", "model": "m"},
+    },
+}
 EXAMPLE = {"runtime_type": DEFAULT_AGENT_RUNTIME[0], "runtime_config": DEFAULT_AGENT_RUNTIME[1]}
 
 
@@ -68,7 +77,8 @@ async def test_only_owners_and_admins_choose_a_runtime(
         count("runtime changes tried by members and agent tokens")
         if r.status_code == 403:
             count("runtime changes refused to members and agent tokens")
-            expected = RUNTIME_NOT_FOR_AGENT_TOKENS if who == "agent" else RUNTIME_ADMINS_ONLY
+            # An agent token may not call these routes at all (hole 10 of issue 15).
+            expected = AGENT_TOKEN_OUT_OF_SCOPE if who == "agent" else RUNTIME_ADMINS_ONLY
             assert r.json() == {"error": "forbidden", "detail": expected}
         else:
             refused.append(f"{who} {method} {url} {body}: {r.status_code} {r.text[:200]}")
@@ -106,9 +116,11 @@ async def test_only_owners_and_admins_choose_a_runtime(
         headers=member,
     )
     assert r.status_code == 200, r.text
-    # Owners (the local owner here) and admins may choose any runtime.
+    # Owners and admins choose URL runtimes with public targets; one that runs on this server
+    # is the instance admin's (in local mode: the local owner, the operator); a URL into this
+    # server's own network is refused to everyone unless the operator allows it.
     for who, headers in (("admin", _bearer(tokens["admin"])), ("owner", {})):
-        for kind, runtime in RUNTIMES.items():
+        for kind, runtime in PUBLIC.items():
             r = await client.post(
                 f"/api/orgs/{org['id']}/agents",
                 json={"name": f"{who}-{kind}", **runtime},
@@ -116,7 +128,19 @@ async def test_only_owners_and_admins_choose_a_runtime(
             )
             assert r.status_code == 201, r.text
             r = await client.patch(f"/api/agents/{r.json()['id']}", json=PROCESS, headers=headers)
-            assert r.status_code == 200, r.text
+            if who == "owner":
+                assert r.status_code == 200, r.text
+            else:
+                assert r.status_code == 403, r.text
+                assert r.json()["detail"] == texts.SERVER_RUNTIME_ADMINS_ONLY
+        for kind in ("http", "openai"):
+            r = await client.post(
+                f"/api/orgs/{org['id']}/agents",
+                json={"name": f"{who}-private-{kind}", **RUNTIMES[kind]},
+                headers=headers,
+            )
+            assert r.status_code == 422, r.text
+            assert "RUDDER_ALLOW_PRIVATE_RUNTIME_URLS" in r.json()["detail"]
 
 
 def test_the_openapi_document_declares_the_403(services: Services) -> None:
@@ -270,8 +294,17 @@ async def test_a_signed_in_member_cannot_change_the_runtime_in_the_form(signed_i
             EXAMPLE["runtime_type"],
             EXAMPLE["runtime_config"],
         )
-        # The owner may.
+        # The owner may not either: a command on this server is the instance admin's choice.
         await client.post("/api/auth/logout")
         assert (await login(client, people.ada)).status_code == 200
+        page = await client.post(f"/agents/{people.agent_id}/configuration", data=form)
+        assert page.status_code in (403, 422), page.text[:300]
+        assert "only an instance admin" in page.text
+        # Once the operator makes her an instance admin, she may.
+        services: Services = signed_in_app.state.services
+        async with services.sessions() as session, session.begin():
+            ada = await session.scalar(select(User).where(User.email == people.ada))
+            assert ada is not None
+            ada.is_instance_admin = True
         page = await client.post(f"/agents/{people.agent_id}/configuration", data=form)
         assert page.status_code == 303, page.text[:300]

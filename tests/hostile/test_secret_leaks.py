@@ -19,12 +19,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from rudder.config import Settings
 from rudder.db.base import Base
 from rudder.server import RunningServer
 from tests.conftest import FeishuRig
 from tests.helpers import wait_run
 from tests.hostile.conftest import count
 from tests.hostile.test_isolation import BODIES, STREAMS, World, _api_operations, _fill, _world
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # The echo endpoint below listens on loopback: the operator's allowance, given explicitly.
+    return settings.model_copy(update={"allow_private_runtime_urls": True})
+
 
 # Rudder's own secret, the HTTP runtime's, and a spare: each agent below is handed one of them.
 SECRET_NAME = "OPENAI_API_KEY"  # made by _world, value in world.secrets[0]

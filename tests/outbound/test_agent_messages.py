@@ -65,7 +65,7 @@ async def test_other_chats_agents_and_tokens_get_404(bot: Bot) -> None:
         json={
             "name": "Other agent",
             "runtime_type": "http",
-            "runtime_config": {"url": "http://127.0.0.1:9/"},
+            "runtime_config": {"url": "http://agent.example:9/"},
         },
     )
     async with bot.rig.services.sessions() as session, session.begin():

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
+
+import httpx
 
 from rudder.feishu.inbound import pipeline
 from tests.conftest import FeishuRig
 from tests.helpers import default_org_and_agent, wait_for
 
 BIND_LINK = re.compile(r"/bind/feishu/([\w-]+)")
+# The confirmation code: only in the private prompt, never in a group.
+BIND_CODE = re.compile(r"enter this code: ([A-Z0-9]{4}-[A-Z0-9]{4})")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    link: str  # the code in the link's URL
+    confirmation: str  # the code the bind page asks for
 
 
 async def connected_bot(
@@ -103,34 +114,56 @@ async def bot_texts(rig: FeishuRig, chat_id: str) -> list[str]:
     return [m["text"] for m in items if m["sender"]["sender_type"] == "app"]
 
 
-async def prompts(rig: FeishuRig, chat_id: str) -> list[str]:
-    """The binding codes the bot has sent in the chat, oldest first."""
+async def binding_prompts(rig: FeishuRig, chat_id: str) -> list[Prompt]:
+    """The binding prompts the bot has sent in the chat, oldest first."""
     found = []
     for text in await bot_texts(rig, chat_id):
-        match = BIND_LINK.search(text)
-        if match:
-            found.append(match.group(1))
+        link, code = BIND_LINK.search(text), BIND_CODE.search(text)
+        if link:
+            assert code, f"a binding prompt without its confirmation code: {text!r}"
+            found.append(Prompt(link.group(1), code.group(1)))
     return found
 
 
-async def wait_prompt(rig: FeishuRig, chat_id: str, nth: int = 1) -> str:
-    async def arrived() -> str | None:
-        codes = await prompts(rig, chat_id)
-        return codes[nth - 1] if len(codes) >= nth else None
+async def prompts(rig: FeishuRig, chat_id: str) -> list[str]:
+    """The binding links' codes the bot has sent in the chat, oldest first."""
+    return [p.link for p in await binding_prompts(rig, chat_id)]
 
-    code: str = await wait_for(arrived, timeout=10)
-    return code
+
+async def wait_binding(rig: FeishuRig, chat_id: str, nth: int = 1) -> Prompt:
+    async def arrived() -> Prompt | None:
+        found = await binding_prompts(rig, chat_id)
+        return found[nth - 1] if len(found) >= nth else None
+
+    prompt: Prompt = await wait_for(arrived, timeout=10)
+    return prompt
+
+
+async def wait_prompt(rig: FeishuRig, chat_id: str, nth: int = 1) -> str:
+    return (await wait_binding(rig, chat_id, nth)).link
+
+
+async def confirm(
+    rig: FeishuRig, prompt: Prompt, code: str | None = None, **kwargs: Any
+) -> httpx.Response:
+    """Confirm a binding through the API, with the prompt's code unless told otherwise."""
+    response: httpx.Response = await rig.client.post(
+        f"/api/feishu-bindings/{prompt.link}/confirm",
+        json={"confirmation_code": prompt.confirmation if code is None else code},
+        **kwargs,
+    )
+    return response
 
 
 async def bind(rig: FeishuRig, chat_id: str) -> None:
-    """First message → binding prompt in the chat → the member confirms the link."""
-    code = await wait_prompt(rig, chat_id)
-    page = await rig.client.get(f"/bind/feishu/{code}")
+    """First message → private binding prompt → the member confirms it with its code."""
+    prompt = await wait_binding(rig, chat_id)
+    page = await rig.client.get(f"/bind/feishu/{prompt.link}")
     assert page.status_code == 200
-    ok = await rig.client.post(f"/api/feishu-bindings/{code}/confirm")
+    ok = await confirm(rig, prompt)
     assert ok.status_code == 200, ok.text
-    reused = await rig.client.post(f"/api/feishu-bindings/{code}/confirm")
-    assert reused.status_code == 404  # single use
+    reused = await confirm(rig, prompt)
+    assert reused.status_code == 409  # single use: "already linked"
 
 
 async def conversations(rig: FeishuRig, org_id: str) -> list[dict[str, Any]]:

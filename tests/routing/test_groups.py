@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rudder import texts
 from rudder.runtimes import DEFAULT_AGENT_RUNTIME
 from tests.conftest import FeishuRig
 from tests.helpers import default_org_and_agent, wait_for
@@ -16,6 +17,7 @@ from tests.routing.dialogue import (
     person,
     prompts,
     say,
+    wait_prompt,
 )
 
 
@@ -59,10 +61,18 @@ async def test_only_the_mentioned_bot_answers(rig: FeishuRig) -> None:
     assert [c["agent_id"] for c in convs] == [helper["id"]]
 
     # Now Ada asks the reviewer bot: the helper stays quiet; the reviewer (which Ada has not
-    # linked yet) answers with its own binding prompt.
+    # linked yet) sends her its own binding prompt, privately; the group only hears that.
     await say(rig, team, ada, "review this", mention_app_ids=[reviewer_app["app_id"]])
     helper_rows = await activity(rig, helper["id"], 4)
     reviewer_rows = await activity(rig, reviewer["id"], 3)
     assert helper_rows[0]["outcome"] == "ignored"
     assert reviewer_rows[0]["outcome"] == "held"
-    await wait_for(lambda: prompts(rig, team))
+    assert reviewer_rows[0]["reason"].endswith("binding prompt sent privately")
+    await wait_prompt(rig, await dm(rig, ada, reviewer_app))
+    note = texts.FEISHU_BINDING_SENT_PRIVATELY.format(product="Feishu")
+    await wait_for(lambda: _says(rig, team, note))
+    assert await prompts(rig, team) == []
+
+
+async def _says(rig: FeishuRig, chat_id: str, text: str) -> bool:
+    return text in await bot_texts(rig, chat_id)

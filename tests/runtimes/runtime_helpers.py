@@ -38,6 +38,9 @@ def make_context(
             ChatMessage("user", prompt, "Ada"),
         ],
     )
+    # The fake endpoints of these tests listen on loopback: the operator's allowance, explicitly
+    # (tests/hostile/test_ssrf.py shows the same request refused without it).
+    kwargs.setdefault("allow_private_urls", True)
     return RunContext(
         run_id=run_id,
         agent_id="agent-1",

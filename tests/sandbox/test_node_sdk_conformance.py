@@ -31,7 +31,7 @@ def test_the_sdk_is_pinned_and_installed_at_that_version() -> None:
     assert lock["packages"][f"node_modules/{node_sdk.PACKAGE}"]["version"] == PINNED
     assert node_sdk.installed_version() == PINNED
     ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text().splitlines()
-    assert "tests/node/*/node_modules/" in ignored
+    assert "node_modules/" in ignored
 
 
 async def test_ws_client_receives_and_acks_a_message(sandbox: SandboxHarness) -> None:

@@ -49,11 +49,15 @@ async def test_dm_a_bot_from_the_user_page(settings: Settings) -> None:
                 await page.locator("#send button").click()
                 # The bot answers with a binding prompt; link Ada to the local owner.
                 await expect(page.locator("#log")).to_contain_text("/bind/feishu/", timeout=15_000)
-                code = re.search(r"/bind/feishu/([\w-]+)", await page.locator("#log").inner_text())
-                assert code
-                assert (
-                    await api.post(f"/api/feishu-bindings/{code.group(1)}/confirm")
-                ).status_code == 200
+                said = await page.locator("#log").inner_text()
+                code = re.search(r"/bind/feishu/([\w-]+)", said)
+                confirmation = re.search(r"enter this code: (\S+)", said)
+                assert code and confirmation
+                confirmed = await api.post(
+                    f"/api/feishu-bindings/{code.group(1)}/confirm",
+                    json={"confirmation_code": confirmation.group(1)},
+                )
+                assert confirmed.status_code == 200
 
                 await page.locator("#text").fill("hello again")
                 await page.locator("#send button").click()

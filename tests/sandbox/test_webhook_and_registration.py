@@ -280,7 +280,9 @@ async def test_group_mentions_placeholders_and_routing(sandbox: SandboxHarness) 
 
 async def test_people_page_and_bot_membership_events(sandbox: SandboxHarness) -> None:
     page = await sandbox.http.get("/_sandbox/")
-    assert page.status_code == 200 and "/_sandbox/api" in page.text
+    assert page.status_code == 200 and '<script src="/_sandbox/page.js"' in page.text
+    script = await sandbox.http.get("/_sandbox/page.js")
+    assert script.status_code == 200 and "/_sandbox/api" in script.text
     app = await sandbox.create_app()
     ann = await sandbox.create_user("Ann")
     chat = (

@@ -95,12 +95,12 @@ async def test_own_messages_do_not_make_a_conversation_unread(
 
 async def test_failed_runs_are_marked(client: httpx.AsyncClient, services: Services) -> None:
     _, agent_id = await first_agent(client)
-    # Nothing listens on port 9: every run of this agent fails.
+    # A name that never resolves: every run of this agent fails, nothing is sent.
     saved = await client.post(
         f"/agents/{agent_id}/configuration",
         data={
             "runtime_type": "http",
-            "runtime_config": '{"url": "http://127.0.0.1:9/agent"}',
+            "runtime_config": '{"url": "http://agent.example:9/agent"}',
             "status": "active",
         },
     )

@@ -77,13 +77,13 @@ async def test_configuration_shows_validation_errors(client: httpx.AsyncClient) 
         url,
         data={
             "runtime_type": "http",
-            "runtime_config": '{"url": "http://127.0.0.1:9/agent"}',
+            "runtime_config": '{"url": "http://agent.example:9/agent"}',
             "status": "active",
         },
     )
     assert saved.status_code == 303
     after = await client.get(saved.headers["location"])
-    assert e(texts.WEB_SAVED) in after.text and "127.0.0.1:9/agent" in after.text
+    assert e(texts.WEB_SAVED) in after.text and "agent.example:9/agent" in after.text
     assert texts.WEB_EXAMPLE_AGENT_HINT not in after.text  # no longer the example
 
 

@@ -21,8 +21,6 @@
     if (!box) {
       box = document.createElement("div");
       box.id = "sandbox-toast";
-      Object.assign(box.style, {position: "fixed", top: "1em", right: "1em", padding: ".6em 1em",
-        borderRadius: "6px", background: "#333", color: "#fff", zIndex: 10});
       document.body.appendChild(box);
     }
     box.textContent = text;
@@ -95,7 +93,7 @@
       const url = `${API}/resources/${encodeURIComponent(r.key)}`;
       if (r.type === "image") {
         const img = document.createElement("img");
-        img.src = url; img.alt = r.file_name || "image"; img.style.maxWidth = "16em";
+        img.src = url; img.alt = r.file_name || "image";
         box.appendChild(img);
       } else {
         const a = document.createElement("a");
