@@ -108,6 +108,7 @@ class SdkWebhook:
         self.handler = (
             lark.EventDispatcherHandler.builder(encrypt_key, token)
             .register_p2_card_action_trigger(on_card)
+            .register_p2_im_message_receive_v1(lambda data: None)  # messages are acked only
             .build()
         )
 

@@ -40,6 +40,11 @@ async def test_press_a_card_button_and_send_an_image_from_the_page(
         page.set_default_timeout(10_000)
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # The page's CSP allows no inline script or style: a violation shows in the console.
+        page.on(
+            "console",
+            lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+        )
         try:
             await page.goto(sandbox.url + "/_sandbox/")
             await page.locator(f'[data-chat="{chat}"]').click()
