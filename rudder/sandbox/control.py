@@ -128,6 +128,8 @@ async def patch_app(sandbox: Sandbox, request: Request, body: dict[str, Any]) ->
         app.receive_all_group_messages = bool(body["receive_all_group_messages"])
     if "scopes" in body:
         app.scopes = None if body["scopes"] is None else _str_list(body, "scopes")
+    if "callback_types" in body:
+        app.callback_types = _str_list(body, "callback_types")
     sandbox.touch()
     view = app.public()
     # Saving a request URL in the console triggers url_verification (reference §7.1).
@@ -239,11 +241,13 @@ async def get_user(sandbox: Sandbox, request: Request, body: dict[str, Any]) -> 
 
 async def create_chat(sandbox: Sandbox, request: Request, body: dict[str, Any]) -> Any:
     name = body.get("name")
+    mode = body.get("chat_mode")
     chat = sandbox.create_chat(
         string_field(body, "type"),
         _str_list(body, "user_ids"),
         _str_list(body, "app_ids"),
         name if isinstance(name, str) else None,
+        mode if isinstance(mode, str) else None,
     )
     return chat.public()
 
@@ -274,12 +278,10 @@ def _content(body: dict[str, Any], msg_type: str) -> dict[str, Any]:
         if not isinstance(text, str):
             raise SandboxError("text must be a string")
         return {**content, "text": text}
-    defaults: dict[str, dict[str, Any]] = {
-        "image": {"image_key": "img_v3_sandbox"},
-        "file": {"file_key": "file_v3_sandbox", "file_name": "file.txt"},
-        "post": {"title": "", "content": [[{"tag": "text", "text": str(body.get("text", ""))}]]},
-    }
-    return content or defaults.get(msg_type, {})
+    # Media without `content` are built from stored bytes (control_media.user_content).
+    if not content and msg_type == "post":
+        return {"title": "", "content": [[{"tag": "text", "text": str(body.get("text", ""))}]]}
+    return content
 
 
 async def post_message(sandbox: Sandbox, request: Request, body: dict[str, Any]) -> Any:
@@ -297,26 +299,39 @@ async def post_message(sandbox: Sandbox, request: Request, body: dict[str, Any])
         "interactive",
     ):
         raise SandboxError(f"unsupported message_type {msg_type!r}")
-    parent_id = body.get("parent_id")
+    parent_id = body.get("parent_id", body.get("reply_to"))
     if parent_id is not None and (
         not isinstance(parent_id, str) or parent_id not in sandbox.messages
     ):
         raise SandboxError("unknown parent_id")
+    thread_id = body.get("thread_id")
+    if thread_id is not None and not isinstance(thread_id, str):
+        raise SandboxError("thread_id must be a string")
+    # Deferred: control_media builds on this module's endpoint().
+    from rudder.sandbox.control_media import user_content
+
+    if user.user_id not in chat.user_ids:
+        raise SandboxError("the user is not a member of this chat")
+    content = user_content(sandbox, body, msg_type)
     before = len(sandbox.deliveries.deliveries)
     message = sandbox.post_user_message(
         chat,
         user,
         msg_type,
-        _content(body, msg_type),
+        content if content is not None else _content(body, msg_type),
         _str_list(body, "mention_app_ids"),
         _str_list(body, "mention_user_ids"),
         body.get("mention_all") is True,
         parent_id,
+        thread_id,
     )
     new = sandbox.deliveries.deliveries[before:]
     return {
         "message_id": message.message_id,
         "event_ids": [d.event_id for d in new],
+        "thread_id": message.thread_id,
+        "root_id": message.root_id,
+        "content": message.content,
     }
 
 

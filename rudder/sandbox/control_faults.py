@@ -11,6 +11,7 @@ from rudder.sandbox.control import endpoint, string_field
 from rudder.sandbox.core import SandboxError
 from rudder.sandbox.limits import ApiFault
 from rudder.sandbox.longconn import AckFaults
+from rudder.sandbox.resource_store import StreamFault
 
 if TYPE_CHECKING:
     from rudder.sandbox.core import Sandbox
@@ -67,7 +68,25 @@ async def add_fault(sandbox: Sandbox, request: Request, body: dict[str, Any]) ->
             faults.delay += count
             faults.delay_s = float(delay)
         return {"kind": kind, "app_id": app_id, "count": count}
-    raise SandboxError("kind must be drop_connections, fail_api, lose_acks or delay_acks")
+    if kind in ("slow_download", "cut_download"):
+        # Resource downloads: wait delay_s before the first byte, or stop after after_bytes.
+        delay = body.get("delay_s", 5.0 if kind == "slow_download" else 0.0)
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise SandboxError("delay_s must be a non-negative number")
+        after = _int(body, "after_bytes", 0) if kind == "cut_download" else None
+        stream_fault = StreamFault(
+            api="im.message.resource.get",
+            remaining=_int(body, "count", 1),
+            delay_s=float(delay),
+            truncate_after=after,
+            app_id=app_id,
+        )
+        sandbox.stream_faults.append(stream_fault)
+        return {"kind": kind, "remaining": stream_fault.remaining, "app_id": app_id}
+    raise SandboxError(
+        "kind must be drop_connections, fail_api, lose_acks, delay_acks, slow_download or"
+        " cut_download"
+    )
 
 
 async def list_faults(sandbox: Sandbox, request: Request, body: dict[str, Any]) -> Any:
@@ -79,12 +98,17 @@ async def list_faults(sandbox: Sandbox, request: Request, body: dict[str, Any]) 
         str(k): {"lose": v.lose, "delay": v.delay, "delay_s": v.delay_s}
         for k, v in sandbox.hub.ack_faults.items()
     }
-    return {"api": api, "acks": acks}
+    downloads = [
+        {"delay_s": f.delay_s, "after_bytes": f.truncate_after, "remaining": f.remaining}
+        for f in sandbox.stream_faults
+    ]
+    return {"api": api, "acks": acks, "downloads": downloads}
 
 
 async def clear_faults(sandbox: Sandbox, request: Request, body: dict[str, Any]) -> Any:
     sandbox.faults.clear()
     sandbox.hub.ack_faults.clear()
+    sandbox.stream_faults.clear()
     return {"cleared": True}
 
 

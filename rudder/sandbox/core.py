@@ -6,15 +6,16 @@ import asyncio
 import json
 import secrets
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
-from rudder.sandbox import events, render
+from rudder.sandbox import events, render, threads
 from rudder.sandbox.delivery import DeliveryEngine
 from rudder.sandbox.envelope import fail
 from rudder.sandbox.limits import ApiFault, ApiLimiter, SlidingWindow
 from rudder.sandbox.longconn import ConnectionHub
+from rudder.sandbox.resource_store import BlobFolder, Resource, StreamFault, keys_in_content
 from rudder.sandbox.settings import Clock, Settings
 from rudder.sandbox.state import (
     App,
@@ -33,6 +34,9 @@ from rudder.sandbox.state import (
 )
 from rudder.sandbox.tokens import TokenStore
 from rudder.sandbox.webhook import WebhookSender
+
+if TYPE_CHECKING:
+    from rudder.sandbox.callbacks import CallbackRecord
 
 __all__ = ["Sandbox", "SandboxError"]
 
@@ -57,6 +61,11 @@ class Sandbox:
         self.messages: dict[str, Message] = {}
         self.chat_messages: dict[str, list[str]] = {}
         self.cards: dict[str, Card] = {}
+        self.threads: dict[str, str] = {}  # thread_id -> its root message_id
+        self.resources: dict[str, Resource] = {}
+        self.blobs = BlobFolder()
+        self.callbacks: list[CallbackRecord] = []
+        self.stream_faults: list[StreamFault] = []
         self.slash_commands: dict[str, dict[str, SlashCommand]] = {}
         self.registrations: dict[str, Registration] = {}
         self.uuid_seen: dict[tuple[str, str, str], tuple[str, float]] = {}
@@ -85,6 +94,7 @@ class Sandbox:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=2.0)
         await self.webhooks.aclose()
+        self.blobs.close()
 
     def touch(self) -> None:
         self.version += 1
@@ -125,7 +135,12 @@ class Sandbox:
         return chat
 
     def create_chat(
-        self, chat_type: str, user_ids: list[str], app_ids: list[str], name: str | None = None
+        self,
+        chat_type: str,
+        user_ids: list[str],
+        app_ids: list[str],
+        name: str | None = None,
+        chat_mode: str | None = None,
     ) -> Chat:
         users = [self.user(u) for u in user_ids]
         apps = [self.app(a) for a in app_ids]
@@ -137,6 +152,10 @@ class Sandbox:
                 return existing
         elif chat_type != "group":
             raise SandboxError("type must be p2p or group")
+        if chat_mode not in (None, "group", "topic") or (
+            chat_mode == "topic" and chat_type != "group"
+        ):
+            raise SandboxError("chat_mode must be group or topic (topic for group chats only)")
         default_name = users[0].name if chat_type == "p2p" and users else "Group chat"
         chat = Chat(
             chat_id=new_chat_id(),
@@ -145,7 +164,11 @@ class Sandbox:
             user_ids=[u.user_id for u in users],
             app_ids=[a.app_id for a in apps],
             created_at=self.clock.now(),
+            chat_mode="p2p"
+            if chat_type == "p2p"
+            else ("topic" if chat_mode == "topic" else "group"),
         )
+        chat.joined_at = {a.app_id: chat.created_at for a in apps}
         self.chats[chat.chat_id] = chat
         self.chat_messages[chat.chat_id] = []
         if chat.chat_type == "group":
@@ -172,6 +195,7 @@ class Sandbox:
             return
         if present:
             chat.app_ids.append(app.app_id)
+            chat.joined_at[app.app_id] = self.clock.now()
         else:
             chat.app_ids.remove(app.app_id)
         self.publish(app, events.bot_membership(app, chat, operator, present, self.clock.now()))
@@ -193,6 +217,7 @@ class Sandbox:
         mention_user_ids: list[str],
         mention_all: bool,
         parent_id: str | None = None,
+        thread_id: str | None = None,
     ) -> Message:
         if user.user_id not in chat.user_ids:
             raise SandboxError("the user is not a member of this chat")
@@ -218,6 +243,15 @@ class Sandbox:
         if mention_all:
             mentions.append(Mention(key="@_all", name="所有人"))
         parent = self.messages.get(parent_id) if parent_id else None
+        if parent is not None and parent.chat_id != chat.chat_id:
+            raise SandboxError("the message replied to is in another chat")
+        if thread_id is not None and parent is None:
+            parent = threads.thread_root(self, chat, thread_id)
+            if parent is None:
+                raise SandboxError(
+                    f"unknown thread_id {thread_id!r} in this chat", 404, "not_found"
+                )
+        placement = threads.place(self, chat, parent, in_thread=thread_id is not None)
         now = self.clock.now()
         message = Message(
             message_id=new_message_id(),
@@ -228,11 +262,12 @@ class Sandbox:
             content=json.dumps(content, ensure_ascii=False, separators=(",", ":")),
             create_time=now,
             update_time=now,
-            parent_id=parent.message_id if parent else None,
-            root_id=(parent.root_id or parent.message_id) if parent else None,
-            thread_id=parent.thread_id if parent else None,
+            parent_id=placement.parent_id,
+            root_id=placement.root_id,
+            thread_id=placement.thread_id,
             mentions=mentions,
         )
+        threads.register(self, message, placement)
         self.add_message(message)
         for app_id in chat.app_ids:
             app = self.apps[app_id]
@@ -301,9 +336,22 @@ class Sandbox:
             return render.text_of_post(content, names)
         if message.msg_type == "interactive":
             return render.text_of_card(self.card_of(message))
-        if message.msg_type == "file":
-            return f"[file] {content.get('file_name', '')}".strip()
+        if message.msg_type in ("file", "media"):
+            label = "file" if message.msg_type == "file" else "video"
+            return f"[{label}] {content.get('file_name', '')}".strip()
         return f"[{message.msg_type}]"
+
+    def message_resources(self, message: Message) -> list[dict[str, Any]]:
+        """The stored resources a message names (bytes at /_sandbox/api/resources/{key})."""
+        found = []
+        content = render.parse_content(message.content)
+        for key, kind in keys_in_content(message.msg_type, content):
+            resource = self.resources.get(key)
+            view: dict[str, Any] = {"key": key, "type": kind, "stored": resource is not None}
+            if resource is not None:
+                view.update(resource.public())
+            found.append(view)
+        return found
 
     def message_view(self, message: Message) -> dict[str, Any]:
         if message.sender_type == "app":
@@ -326,6 +374,7 @@ class Sandbox:
             "root_id": message.root_id,
             "thread_id": message.thread_id,
             "edits": message.edits,
+            "resources": self.message_resources(message),
             "card": card,
             "card_id": card_id,
             "streaming": self.cards[card_id].streaming if card_id in self.cards else False,

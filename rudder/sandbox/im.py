@@ -10,8 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from rudder.sandbox import resources, threads
 from rudder.sandbox.envelope import access_denied, authorize, fail, ok, read_json_object
-from rudder.sandbox.state import App, Chat, Message, Reaction, new_message_id, new_thread_id, now_ms
+from rudder.sandbox.state import App, Chat, Message, Reaction, new_message_id, now_ms
 
 if TYPE_CHECKING:
     from rudder.sandbox.core import Sandbox
@@ -134,9 +135,7 @@ def add_bot_message(
     in_thread: bool = False,
 ) -> Message:
     now = sandbox.clock.now()
-    thread_id = parent.thread_id if parent else None
-    if parent is not None and in_thread and thread_id is None:
-        thread_id = parent.thread_id = new_thread_id()
+    placement = threads.place(sandbox, chat, parent, in_thread)
     message = Message(
         message_id=new_message_id(),
         chat_id=chat.chat_id,
@@ -146,10 +145,11 @@ def add_bot_message(
         content=content,
         create_time=now,
         update_time=now,
-        parent_id=parent.message_id if parent else None,
-        root_id=(parent.root_id or parent.message_id) if parent else None,
-        thread_id=thread_id,
+        parent_id=placement.parent_id,
+        root_id=placement.root_id,
+        thread_id=placement.thread_id,
     )
+    threads.register(sandbox, message, placement)
     return sandbox.add_message(message)
 
 
@@ -188,6 +188,9 @@ async def send(request: Request) -> Response:
     checked = check_content(body.get("msg_type"), body.get("content"))
     if isinstance(checked, Response):
         return checked
+    media = resources.check_media(sandbox, app, str(body["msg_type"]), str(body["content"]))
+    if media is not None:
+        return media
     chat = resolve_receiver(sandbox, app, id_type, receive_id)
     if isinstance(chat, Response):
         return chat
@@ -224,6 +227,9 @@ async def reply(request: Request) -> Response:
     checked = check_content(body.get("msg_type"), body.get("content"))
     if isinstance(checked, Response):
         return checked
+    media = resources.check_media(sandbox, app, str(body["msg_type"]), str(body["content"]))
+    if media is not None:
+        return media
     chat = sandbox.chats[parent.chat_id]
     limited = target_gate(sandbox, chat)
     if limited is not None:
@@ -382,7 +388,7 @@ async def get_chat(request: Request) -> Response:
         {
             "name": chat.name if chat.chat_type == "group" else "",
             "description": "",
-            "chat_mode": chat.chat_type,
+            "chat_mode": chat.chat_mode,
             "chat_type": "private",
             "chat_tag": "inner",
             "external": False,

@@ -65,6 +65,8 @@ class Connection:
     pending: dict[str, asyncio.Future[tuple[bool, str]]] = field(default_factory=dict)
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     frames_in: int = 0
+    # The payload of each ack by frame message_id: a callback's answer rides in its "data".
+    ack_payloads: dict[str, bytes] = field(default_factory=dict)
 
     async def send(self, frame: Frame) -> None:
         async with self.send_lock:
@@ -149,7 +151,30 @@ class ConnectionHub:
             for key, pending in list(conn.pending.items()):
                 if pending is future:
                     del conn.pending[key]
+                    conn.ack_payloads.pop(key, None)
         return ok, detail, conn.conn_id
+
+    async def exchange(
+        self, app_id: str, payload: bytes, timeout: float
+    ) -> tuple[str, bytes | None]:
+        """Push a callback to one live connection; its ack payload, or why there is none."""
+        connections = self.live(app_id)
+        if not connections:
+            return "no live connection", None
+        conn = random.choice(connections)
+        try:
+            future = await conn.push_event(payload, self._sandbox.settings.ws_fragment_size)
+        except Exception as exc:
+            return f"send failed: {type(exc).__name__}", None
+        key = next(k for k, f in conn.pending.items() if f is future)
+        try:
+            await asyncio.wait_for(future, timeout=timeout)
+            return "acked", conn.ack_payloads.get(key)
+        except TimeoutError:
+            return f"no answer within {timeout:g} s", None
+        finally:
+            conn.pending.pop(key, None)
+            conn.ack_payloads.pop(key, None)
 
     def _ack_fault(self, app_id: str) -> AckFaults | None:
         for key in (app_id, None):
@@ -164,6 +189,7 @@ class ConnectionHub:
         if future is None or future.done():
             return
         result = parse_ack(frame.payload)
+        conn.ack_payloads[message_id] = frame.payload or b""
         faults = self._ack_fault(conn.app_id)
         if faults is not None and faults.lose > 0:
             faults.lose -= 1

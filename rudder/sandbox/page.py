@@ -12,6 +12,7 @@ from starlette.routing import Route
 # cards included); everything it shows goes through esc().
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Feishu/Lark sandbox</title>
 <link rel="stylesheet" href="/_sandbox/page.css"><script src="/_sandbox/page.js" defer></script>
+<script src="/_sandbox/page-extras.js" defer></script>
 </head><body class="people">
 <aside>
 <h3>You are</h3><select id="user"></select>
@@ -42,6 +43,8 @@ body.confirm{font:15px system-ui,sans-serif;max-width:40em;margin:3em auto;paddi
 .confirm .card{border:1px solid #ccd;border-radius:8px;padding:1.2em}
 .confirm button{font-size:1em;padding:.5em 1.2em;margin-right:.6em}
 .confirm dt{color:#667;margin-top:.6em}
+.extras img{max-width:16em;display:block;margin-top:.4em}.extras a,.card-button{margin:.3em .3em 0 0}
+#sandbox-toast{position:fixed;top:1em;right:1em;padding:.6em 1em;border-radius:6px;background:#333;color:#fff;z-index:10}
 """
 
 SCRIPT = """"use strict";

@@ -19,14 +19,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rudder.sandbox import (
     auth,
+    callbacks,
     cardkit,
     contact,
     control,
     control_faults,
+    control_media,
+    history,
     im,
     longconn,
     page,
+    page_extras,
     registration,
+    resources,
     slash,
 )
 from rudder.sandbox.core import Sandbox
@@ -81,6 +86,8 @@ def _routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = []
     for module_routes in (
         auth.routes,
+        resources.routes,
+        history.routes,
         im.routes,
         contact.routes,
         cardkit.routes,
@@ -88,7 +95,10 @@ def _routes() -> list[BaseRoute]:
         registration.routes,
         control.routes,
         control_faults.routes,
+        control_media.routes,
+        callbacks.routes,
         page.routes,
+        page_extras.routes,
     ):
         routes.extend(module_routes)
     routes.append(Route("/callback/ws/endpoint", longconn.endpoint, methods=["POST"]))
@@ -134,8 +144,13 @@ class SandboxServer:
         host: str = "127.0.0.1",
         port: int = 0,
         stop_timeout: float = 5.0,
+        http: str = "auto",
     ) -> None:
         self.sandbox = sandbox or Sandbox()
+        # "h11" keeps header names as the handlers spell them (the resource download spells
+        # them as Feishu does, which lark-oapi's download reads case-sensitively); httptools,
+        # the default when installed, writes every name in lower case.
+        self.http = http
         self.host = host
         self.port = port
         self._stop_timeout = stop_timeout
@@ -154,6 +169,7 @@ class SandboxServer:
             log_level="warning",
             lifespan="on",
             ws="websockets-sansio",
+            http=self.http,
             timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
@@ -199,7 +215,8 @@ class SandboxServer:
 
 async def serve_sandbox(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
     """Run the sandbox until cancelled (``rudder sandbox``)."""
-    server = SandboxServer(host=host, port=port)
+    # h11 keeps Feishu's header spelling on downloads for SDKs that read it case-sensitively.
+    server = SandboxServer(host=host, port=port, http="h11")
     await server.start()
     log.info("Feishu/Lark sandbox on %s (people page: %s/_sandbox/)", server.url, server.url)
     try:

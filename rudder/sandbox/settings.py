@@ -50,6 +50,12 @@ class Settings:
     card_ops_per_second: int = 10
     edit_limit: int = 20
     uuid_ttl_s: float = 3600.0
+    # Media (image.create / file.create / message_resource.get docs): bytes.
+    image_upload_limit: int = 10 * 1024 * 1024
+    file_upload_limit: int = 30 * 1024 * 1024
+    resource_download_limit: int = 100 * 1024 * 1024
+    # A card callback must be answered within 3 s or the person sees an error.
+    callback_timeout_s: float = 3.0
 
     def public(self) -> dict[str, Any]:
         return asdict(self)

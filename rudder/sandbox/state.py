@@ -83,6 +83,8 @@ class App:
     # The scopes granted to the app; None grants every scope (an app made through the test API
     # without a list). Reads beyond messaging (names of users and chats) check them.
     scopes: list[str] | None = None
+    # Callbacks are subscribed apart from events (the console's "callback configuration").
+    callback_types: list[str] = field(default_factory=lambda: ["card.action.trigger"])
 
     def has_scope(self, *any_of: str) -> bool:
         return self.scopes is None or any(s in self.scopes for s in any_of)
@@ -102,6 +104,7 @@ class App:
             "event_types": list(self.event_types),
             "receive_all_group_messages": self.receive_all_group_messages,
             "scopes": None if self.scopes is None else list(self.scopes),
+            "callback_types": list(self.callback_types),
         }
 
 
@@ -146,11 +149,16 @@ class Chat:
     user_ids: list[str]
     app_ids: list[str]
     created_at: float
+    # "group" or "topic" (a topic group: every new message starts a topic); p2p chats are "p2p".
+    chat_mode: Literal["p2p", "group", "topic"] = "group"
+    # When each bot (last) joined: the history API never shows a bot what came before.
+    joined_at: dict[str, float] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         return {
             "chat_id": self.chat_id,
             "type": self.chat_type,
+            "chat_mode": self.chat_mode,
             "name": self.name,
             "user_ids": list(self.user_ids),
             "app_ids": list(self.app_ids),

@@ -69,6 +69,10 @@ class WebhookSender:
             app.webhook_url, content=body, headers=headers, timeout=httpx.Timeout(timeout)
         )
 
+    async def exchange(self, app: App, plaintext: bytes) -> httpx.Response:
+        """POST one body and hand back the receiver's answer (callbacks answer in the body)."""
+        return await self._post(app, plaintext)
+
     async def deliver(self, app: App, plaintext: bytes) -> tuple[bool, str]:
         try:
             response = await self._post(app, plaintext)

@@ -10,6 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from rudder.sandbox import SandboxServer
 
@@ -70,3 +75,79 @@ async def sandbox() -> AsyncIterator[SandboxHarness]:
         httpx.AsyncClient(base_url=server.url, timeout=10) as http,
     ):
         yield SandboxHarness(server=server, http=http)
+
+
+class SdkWebhook:
+    """A developer's webhook server: lark-oapi's EventDispatcherHandler behind Starlette."""
+
+    def __init__(self, encrypt_key: str, token: str) -> None:
+        import lark_oapi as lark
+        from lark_oapi.event.callback.model.p2_card_action_trigger import (
+            P2CardActionTrigger,
+            P2CardActionTriggerResponse,
+        )
+
+        self.seen: list[P2CardActionTrigger] = []
+        self.delay_s = 0.0
+
+        def on_card(data: P2CardActionTrigger) -> P2CardActionTriggerResponse:
+            self.seen.append(data)
+            time.sleep(self.delay_s)
+            value = data.event.action.value
+            card = {
+                "schema": "2.0",
+                "body": {"elements": [{"tag": "markdown", "content": "stopped"}]},
+            }
+            return P2CardActionTriggerResponse(
+                {
+                    "toast": {"type": "info", "content": f"stopping run {value['run']}"},
+                    "card": {"type": "raw", "data": card},
+                }
+            )
+
+        self.handler = (
+            lark.EventDispatcherHandler.builder(encrypt_key, token)
+            .register_p2_card_action_trigger(on_card)
+            .register_p2_im_message_receive_v1(lambda data: None)  # messages are acked only
+            .build()
+        )
+
+    async def handle(self, request: Request) -> Response:
+        from lark_oapi.core.model import RawRequest
+
+        raw = RawRequest()
+        raw.uri = request.url.path
+        raw.body = await request.body()
+        raw.headers = {k.title(): v for k, v in request.headers.items()}
+        answer = await asyncio.to_thread(self.handler.do, raw)
+        return Response(
+            answer.content, status_code=answer.status_code, media_type="application/json"
+        )
+
+
+@pytest.fixture
+async def webhook_app(sandbox: SandboxHarness) -> AsyncIterator[tuple[dict[str, Any], SdkWebhook]]:
+    app = await sandbox.create_app()
+    hook = SdkWebhook(app["encrypt_key"], app["verification_token"])
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=[Route("/hook", hook.handle, methods=["POST"])]),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    view = await sandbox.control(
+        "PATCH",
+        f"/apps/{app['app_id']}",
+        json={"event_delivery": "webhook", "webhook_url": f"http://127.0.0.1:{port}/hook"},
+    )
+    assert view["url_verification"]["ok"], view
+    yield app, hook
+    server.should_exit = True
+    await asyncio.wait_for(task, 5)

@@ -1,7 +1,8 @@
 """Run the official SDK's long-connection client against a sandbox (a subprocess: it blocks).
 
 Usage: python lark_ws_worker.py URL APP_ID APP_SECRET
-Prints one JSON line per received im.message.receive_v1 event.
+Prints one JSON line per received im.message.receive_v1 event, and per card.action.trigger
+callback (answered with a toast naming the pressed value and a card saying who pressed).
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import sys
 
 import lark_oapi as lark
 from lark_oapi.api.im.v1 import P2ImMessageReceiveV1
+from lark_oapi.event.callback.model.p2_card_action_trigger import (
+    P2CardActionTrigger,
+    P2CardActionTriggerResponse,
+)
 
 
 def main() -> None:
@@ -28,9 +33,30 @@ def main() -> None:
         }
         print(json.dumps(line), flush=True)
 
+    def on_card(data: P2CardActionTrigger) -> P2CardActionTriggerResponse:
+        event = data.event
+        line = {
+            "callback": True,
+            "event_id": data.header.event_id,
+            "open_id": event.operator.open_id,
+            "value": event.action.value,
+            "message_id": event.context.open_message_id,
+            "chat_id": event.context.open_chat_id,
+        }
+        print(json.dumps(line), flush=True)
+        card = {"schema": "2.0", "body": {"elements": [
+            {"tag": "markdown", "content": f"pressed by {event.operator.open_id}"}]}}  # fmt: skip
+        return P2CardActionTriggerResponse(
+            {
+                "toast": {"type": "success", "content": f"pressed {event.action.value}"},
+                "card": {"type": "raw", "data": card},
+            }
+        )
+
     handler = (
         lark.EventDispatcherHandler.builder("", "")
         .register_p2_im_message_receive_v1(on_message)
+        .register_p2_card_action_trigger(on_card)
         .build()
     )
     client = lark.ws.Client(

@@ -3,6 +3,8 @@ speaks Feishu rather than what our own client happens to expect."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,76 @@ async def test_ws_client_receives_and_acks_a_message(sandbox: SandboxHarness) ->
         assert delivery["history"][0]["transport"] == "long_connection"
     finally:
         await script.stop()
+
+
+async def test_ws_client_answers_a_card_callback_in_its_ack(sandbox: SandboxHarness) -> None:
+    app = await sandbox.create_app()
+    user = await sandbox.create_user("Ann")
+    chat = await sandbox.p2p(user, app["app_id"])
+    token = await sandbox.token(app)
+    card = {"schema": "2.0", "body": {"elements": [{"tag": "button", "name": "stop"}]}}
+    sent = await sandbox.http.post(
+        "/open-apis/im/v1/messages?receive_id_type=chat_id",
+        json={"receive_id": chat, "msg_type": "interactive", "content": json.dumps(card)},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    message_id = sent.json()["data"]["message_id"]
+    script = await node_sdk.start("ws_receive.js", sandbox.url, app["app_id"], app["app_secret"])
+    try:
+        await eventually(lambda: _connected(sandbox, app["app_id"]), within=30)
+        pressed = await sandbox.control(
+            "POST",
+            f"/messages/{message_id}/actions",
+            json={"user_id": user, "value": {"op": "stop"}},
+        )
+        assert pressed["status"] == "answered", pressed
+        assert pressed["toast"] == {"type": "success", "content": 'node got {"op":"stop"}'}
+        seen = await script.until("callback")
+        assert seen["value"] == {"op": "stop"} and seen["message_id"] == message_id
+        [shown] = (await sandbox.control("GET", f"/chats/{chat}/messages"))["items"]
+        assert shown["text"] == "node card"
+    finally:
+        await script.stop()
+
+
+async def test_client_uploads_sends_and_downloads_media(sandbox: SandboxHarness) -> None:
+    app = await sandbox.create_app()
+    user = await sandbox.create_user("Ann")
+    chat = await sandbox.p2p(user, app["app_id"])
+    blob = bytes(range(256)) * 50
+    posted = await sandbox.control(
+        "POST",
+        f"/chats/{chat}/messages",
+        json={
+            "user_id": user,
+            "message_type": "file",
+            "data_base64": base64.b64encode(blob).decode(),
+        },
+    )
+    file_key = json.loads(posted["content"])["file_key"]
+    script = await node_sdk.start(
+        "media_calls.js",
+        sandbox.url,
+        app["app_id"],
+        app["app_secret"],
+        chat,
+        posted["message_id"],
+        file_key,
+    )
+    try:
+        out = await script.until("image_key", timeout=30)
+    finally:
+        await script.stop()
+    assert out["image_key"].startswith("img_v3_") and out["file_key"].startswith("file_v3_")
+    assert out["sent_code"] == 0
+    assert out["download_sha256"] == hashlib.sha256(blob).hexdigest()
+    assert out["wrong_key"] == 234003
+    stored = {
+        r["key"]: r
+        for r in (await sandbox.control("GET", f"/resources?app_id={app['app_id']}"))["items"]
+    }
+    assert stored[out["file_key"]]["sha256"] == out["file_sha256"]
+    assert stored[out["image_key"]]["mime_type"] == "image/png"
 
 
 async def test_client_sends_replies_reacts_and_streams_a_card(sandbox: SandboxHarness) -> None:
