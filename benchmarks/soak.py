@@ -96,8 +96,8 @@ class Rudder:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rudder", "start", "--port", str(self.port)],
                 env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         self.starts += 1
         async with httpx.AsyncClient(timeout=2) as client:

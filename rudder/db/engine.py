@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from typing import Any
 
 from sqlalchemy import event, exc
@@ -12,8 +14,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util import await_only
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# How long a writer waits for its turn before giving up with an error (it would be a bug: a
+# transaction held this long, e.g. across a network call, or a write nested in another's).
+WRITE_TURN_TIMEOUT_S = 60.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -31,6 +37,56 @@ _READ_VERBS = frozenset({"SELECT", "PRAGMA", "EXPLAIN"})
 _IN_WRITE = "rudder_in_write_tx"
 
 
+class WriteTurn:
+    """One writer at a time per process on SQLite, queued in asyncio rather than in SQLite.
+
+    Why: SQLite has a single write lock, and a writer that cannot get it retries inside the
+    busy handler with sleeps, unfairly, and gives up with "database is locked" after
+    busy_timeout. On a loaded event loop a write transaction can stay open longer than that
+    (its coroutine waits its turn to run its next statement), so under load some writers lost
+    the race. Every write transaction of the process (the application's sessions and the
+    inbox's writer thread) now first takes this FIFO turn, without a timeout that matters; only
+    other processes (a second `rudder` on the same file, the CLI) still meet the busy handler.
+    """
+
+    def __init__(self) -> None:
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._holder: asyncio.Task[Any] | None = None
+
+    def lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+        return self._lock
+
+    async def acquire(self) -> None:
+        lock, me = self.lock(), asyncio.current_task()
+        if lock.locked() and me is not None and self._holder is me:
+            # A second write transaction opened while this task's first is still open would
+            # wait for itself: a bug, reported at once instead of after a timeout.
+            raise sqlite3.OperationalError("nested write transaction on another connection")
+        try:
+            async with asyncio.timeout(WRITE_TURN_TIMEOUT_S):
+                await lock.acquire()
+        except TimeoutError:
+            raise sqlite3.OperationalError(
+                f"no write turn within {WRITE_TURN_TIMEOUT_S:g} s (a write transaction is stuck)"
+            ) from None
+        self._holder = me
+
+    def release(self) -> None:
+        if self._lock is not None and self._lock.locked():
+            self._holder = None
+            self._lock.release()
+
+
+def write_turn(engine: AsyncEngine) -> WriteTurn | None:
+    """The engine's write turn (SQLite), or None (PostgreSQL has row locks of its own)."""
+    found = getattr(engine.sync_engine, "_rudder_writer", None)
+    return found if isinstance(found, WriteTurn) else None
+
+
 def _is_write(statement: str) -> bool:
     verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SELECT"
     return verb not in _READ_VERBS
@@ -44,7 +100,12 @@ def _install_sqlite_transactions(sync_engine: Any) -> None:
     upgrade). BEGIN IMMEDIATE does wait on busy_timeout. And starting it only at the first write
     means a request that merely reads never holds the write lock while it awaits other work in
     the same event loop.
+
+    Every write transaction first takes the process's `WriteTurn` (see there), released when
+    it commits or rolls back.
     """
+    turn = WriteTurn()
+    sync_engine._rudder_writer = turn  # read by `write_turn`
 
     @event.listens_for(sync_engine, "connect")
     def _driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
@@ -58,7 +119,8 @@ def _install_sqlite_transactions(sync_engine: Any) -> None:
             # An invalidated connection (e.g. its task was cancelled mid-query): the pool's
             # reset hook below clears the flag when the connection goes back.
             return
-        info.pop(_IN_WRITE, None)
+        if info.pop(_IN_WRITE, None):
+            turn.release()
 
     event.listen(sync_engine, "begin", _forget)
 
@@ -66,7 +128,13 @@ def _install_sqlite_transactions(sync_engine: Any) -> None:
     def _begin_on_write(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         info = conn.connection.info
         if not info.get(_IN_WRITE) and _is_write(statement):
-            cursor.execute("BEGIN IMMEDIATE")
+            # In SQLAlchemy's greenlet on the event loop: wait for the turn without blocking it.
+            await_only(turn.acquire())
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                turn.release()
+                raise
             info[_IN_WRITE] = True
 
     event.listen(sync_engine, "commit", _forget)
@@ -74,7 +142,8 @@ def _install_sqlite_transactions(sync_engine: Any) -> None:
 
     @event.listens_for(sync_engine.pool, "reset")
     def _reset(_dbapi_connection: Any, record: Any, _reset_state: Any) -> None:
-        record.info.pop(_IN_WRITE, None)
+        if record.info.pop(_IN_WRITE, None):
+            turn.release()
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
