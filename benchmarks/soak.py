@@ -30,7 +30,6 @@ import asyncio
 import collections
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -48,7 +47,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench import free_port, start_sandbox, stop  # noqa: E402
+from _bench import free_port, start_sandbox, stop
 
 HERE = Path(__file__).resolve().parent
 AGENT = HERE / "_soak_agent.py"
@@ -87,18 +86,16 @@ class Rudder:
             for key in ("DATABASE_URL", "RUDDER_DATABASE_URL"):
                 self.env.pop(key, None)
         self.log = Path(home) / "rudder.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
 
     async def start(self) -> float:
         started = time.monotonic()
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rudder", "start", "--port", str(self.port)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "rudder", "start", "--port", str(self.port),
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         self.starts += 1
         async with httpx.AsyncClient(timeout=2) as client:
             while time.monotonic() - started < 90:
@@ -107,19 +104,24 @@ class Rudder:
                         return time.monotonic() - started
                 except httpx.HTTPError:
                     pass
-                if self.proc.poll() is not None:
+                if self.proc.returncode is not None:
                     raise SystemExit(f"rudder exited with {self.proc.returncode}; see {self.log}")
                 await asyncio.sleep(0.05)
         raise SystemExit("rudder did not become healthy within 90 s")
 
-    def kill9(self) -> None:
+    async def kill9(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
+        await self.proc.wait()
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop(self.proc)
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -361,7 +363,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                     at = t0 + window * (k + 1) / (args.kills + 1)
                     await asyncio.sleep(max(0.0, at - time.monotonic()))
                     killed = time.monotonic()
-                    rudder.kill9()
+                    await rudder.kill9()
                     await asyncio.sleep(2)
                     restarts.append(await rudder.start())
                     kill_windows.append((killed, time.monotonic() + 2))
@@ -393,9 +395,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(args.linger)
             by_parent = await poll(sb, chats, sent)
             total_s = time.monotonic() - t0
-        verdicts = collections.Counter(
-            judge(s, by_parent.get(mid, [])) for mid, s in sent.items()
-        )
+        verdicts = collections.Counter(judge(s, by_parent.get(mid, [])) for mid, s in sent.items())
         samples: dict[str, list[str]] = collections.defaultdict(list)
         for mid, s in sent.items():
             v = judge(s, by_parent.get(mid, []))
@@ -406,8 +406,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         latencies = [
             s.answered_at - s.at
             for s in sent.values()
-            if s.answered_at is not None
-            and not any(a <= s.at <= b for a, b in kill_windows)
+            if s.answered_at is not None and not any(a <= s.at <= b for a, b in kill_windows)
         ]
         answered_times = sorted(s.answered_at for s in sent.values() if s.answered_at)
         rate = (
@@ -416,7 +415,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             else 0.0
         )
     finally:
-        rudder.stop()
+        await rudder.stop()
         stop(sandbox_proc)
     log_text = rudder.log.read_text(errors="replace") if rudder.log.exists() else ""
     result = {

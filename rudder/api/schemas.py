@@ -92,11 +92,20 @@ class AgentPatch(Input):
     title: str | None = Field(default=None, max_length=200)
     instructions: str | None = Field(default=None, max_length=100_000)
     status: Literal["active", "paused"] | None = None
+    # Run a reply again once when a crash of Rudder interrupted it (off for side effects).
+    rerun_interrupted: bool | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required_columns(self) -> AgentPatch:
         # Leaving a field out keeps its value; null would clear a column that must have one.
-        for name in ("name", "runtime_type", "runtime_config", "role", "status"):
+        for name in (
+            "name",
+            "runtime_type",
+            "runtime_config",
+            "role",
+            "status",
+            "rerun_interrupted",
+        ):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name}: must not be null (leave it out to keep it)")
         return self
@@ -113,6 +122,7 @@ class AgentOut(Model):
     runtime_config: dict[str, Any]
     instructions: str | None
     is_example: bool
+    rerun_interrupted: bool = True
     created_at: datetime
 
 

@@ -83,6 +83,8 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     usage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # 1, or 2 when run again after a crash of Rudder interrupted the first attempt.
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class RunEventRow(Base):

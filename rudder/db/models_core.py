@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rudder.db.base import Base
@@ -63,6 +64,8 @@ class Agent(Base):
     runtime_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     instructions: Mapped[str | None] = mapped_column(Text, default=None)
     is_example: Mapped[bool] = mapped_column(default=False)
+    # A run cut short by a crash of Rudder is run again once (off for agents with side effects).
+    rerun_interrupted: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
 
 
 class Secret(Base):

@@ -178,7 +178,7 @@ async def update_agent(
         if runtime_type != agent.runtime_type:
             agent.is_example = False  # no longer the bundled example once switched
         agent.runtime_type = runtime_type
-    for field in ("role", "title", "instructions"):
+    for field in ("role", "title", "instructions", "rerun_interrupted"):
         if field in changes:
             setattr(agent, field, changes[field])
     activity.record(

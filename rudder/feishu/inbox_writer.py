@@ -30,7 +30,6 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from rudder.db.engine import WriteTurn, write_turn
-
 from rudder.db.models import InboundEvent as InboundRow
 from rudder.db.models import Integration
 

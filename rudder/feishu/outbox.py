@@ -206,6 +206,18 @@ async def pending(sessions: Sessions) -> list[Item]:
         return [Item.of(r) for r in rows]
 
 
+async def stale_pending(sessions: Sessions, older_than_s: float) -> list[Item]:
+    """Rows still pending that were created more than `older_than_s` ago (for the sweeper)."""
+    before = utcnow() - timedelta(seconds=older_than_s)
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(OutboxItem)
+            .where(OutboxItem.status == "pending", OutboxItem.created_at < before)
+            .order_by(OutboxItem.created_at)
+        )
+        return [Item.of(r) for r in rows]
+
+
 async def save(sessions: Sessions, item: Item, next_attempt_s: float | None = None) -> None:
     async with sessions() as session, session.begin():
         row = await session.get(OutboxItem, item.id)
