@@ -347,7 +347,9 @@ class RunReply:
                 self.run_id, reference(self.run_id), (ending.error or "?")[:REASON_MAX],
             )  # fmt: skip
         if target.style == "plain_text":
-            for part, content in enumerate(split_text(with_state(ending, self.run_id), TEXT_BUDGET)):
+            for part, content in enumerate(
+                split_text(with_state(ending, self.run_id), TEXT_BUDGET)
+            ):
                 await self._text(target, "text", part, content)
             return
         parts = split_text(ending.text, CARD_BUDGET)

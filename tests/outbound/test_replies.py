@@ -94,9 +94,7 @@ async def test_failed_run_shows_the_reason_on_the_card(bot: Bot) -> None:
     assert run.status == "failed" and run.error and "the model went away" in run.error
     [reply] = await bot.bot_messages()
     # The Feishu user sees a generic line with the run's reference, never the error itself.
-    assert reply["text"] == "partial answer\n\n" + texts.REPLY_FAILED_GENERIC.format(
-        ref=run_id[:8]
-    )
+    assert reply["text"] == "partial answer\n\n" + texts.REPLY_FAILED_GENERIC.format(ref=run_id[:8])
     assert "the model went away" not in reply["text"]
     assert reply["streaming"] is False
 
