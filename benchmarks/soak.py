@@ -63,6 +63,7 @@ class Sent:
     at: float  # monotonic
     message_id: str | None = None
     answered_at: float | None = None
+    typing: bool = False  # the bot's "Typing" reaction is still on the message
 
 
 @dataclass
@@ -88,6 +89,17 @@ class Rudder:
         self.log = Path(home) / "rudder.log"
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
+        self.cpu_s = 0.0  # CPU time of the processes that ended (user + system)
+
+    def cpu_now(self) -> float:
+        """CPU seconds used by the live process so far (its agents' processes excluded)."""
+        if self.proc is None or self.proc.returncode is not None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     async def start(self) -> float:
         started = time.monotonic()
@@ -111,11 +123,13 @@ class Rudder:
 
     async def kill9(self) -> None:
         assert self.proc is not None
+        self.cpu_s += self.cpu_now()
         self.proc.send_signal(signal.SIGKILL)
         await self.proc.wait()
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
+            self.cpu_s += self.cpu_now()
             self.proc.terminate()
             try:
                 await asyncio.wait_for(self.proc.wait(), 20)
@@ -232,6 +246,10 @@ async def poll(
         for m in page.json()["items"]:
             if m["sender"]["sender_type"] == "app" and m.get("parent_id"):
                 by_parent[m["parent_id"]].append(m)
+            elif m["message_id"] in sent:
+                sent[m["message_id"]].typing = any(
+                    r["emoji_type"] == "Typing" for r in m.get("reactions", [])
+                )
     for message_id, item in sent.items():
         if item.answered_at is None and judge(item, by_parent.get(message_id, [])) == "real":
             item.answered_at = now
@@ -395,6 +413,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(args.linger)
             by_parent = await poll(sb, chats, sent)
             total_s = time.monotonic() - t0
+            rudder_cpu = rudder.cpu_s + rudder.cpu_now()
         verdicts = collections.Counter(judge(s, by_parent.get(mid, [])) for mid, s in sent.items())
         samples: dict[str, list[str]] = collections.defaultdict(list)
         for mid, s in sent.items():
@@ -433,6 +452,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "doubled": verdicts["doubled"],
         "lost": verdicts["lost"],
         "stuck_cards": verdicts["stuck"],
+        "typing_left": sum(1 for s in sent.values() if s.typing),
         "api_ok": figures.api_ok,
         "api_5xx": figures.api_5xx,
         "api_unreachable": figures.api_down,
@@ -441,6 +461,10 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "answered_rate_per_s": round(rate, 2),
         "latency_p50_s": round(statistics.median(latencies), 3) if latencies else None,
         "latency_p99_s": round(percentile(latencies, 0.99), 3) if latencies else None,
+        # CPU of the Rudder process(es) per Feishu message (API clients' runs included): a
+        # figure that depends less on how loaded the shared machine is than the rates do.
+        "rudder_cpu_s": round(rudder_cpu, 2),
+        "rudder_cpu_ms_per_message": round(1000 * rudder_cpu / max(1, len(sent)), 1),
         "send_window_s": round(send_s, 1),
         "total_s": round(total_s, 1),
         "restart_to_healthy_s": [round(r, 2) for r in restarts],

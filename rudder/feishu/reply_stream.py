@@ -325,8 +325,9 @@ class RunReply:
         try:
             bot = await self.ob.bot(target.integration_id)
             seq = self.ob.seqs.next(card_id, t0)
-            await bot.stream_card_text(card_id, calls.ELEMENT_ID, text, seq)
-            self.shown[part] = text
+            # Under pressure a frame is skipped rather than queued: frames coalesce.
+            if await bot.stream_card_text(card_id, calls.ELEMENT_ID, text, seq, skip_if_busy=True):
+                self.shown[part] = text
         except FeishuError as exc:
             if exc.retryable or exc.code == CARD_SEQUENCE:
                 return  # the next frame carries the full text anyway
