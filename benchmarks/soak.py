@@ -284,6 +284,26 @@ async def api_client(
             await asyncio.sleep(0.25)
 
 
+def create_pg_database(admin_url: str) -> tuple[str, str]:
+    """A throw-away database next to `admin_url` (shared servers stay clean): (name, url)."""
+    import psycopg
+
+    name = f"rudder_soak_{os.getpid()}_{secrets.token_hex(3)}"
+    plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = plain.rpartition("/")
+    return name, f"{base}/{name}"
+
+
+def drop_pg_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def db_figures(home: str, database_url: str | None) -> dict[str, Any]:
     """What Rudder's tables say after the soak (SQLite only)."""
     if database_url:
@@ -323,11 +343,12 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()
     home = tempfile.mkdtemp(prefix="rudder-soak-")
     env: dict[str, str] = {}
+    pg_admin = pg_name = None
     if args.db == "postgres":
-        url = os.environ.get("RUDDER_TEST_POSTGRES_URL")
-        if not url:
+        pg_admin = os.environ.get("RUDDER_TEST_POSTGRES_URL")
+        if not pg_admin:
             raise SystemExit("--db postgres needs RUDDER_TEST_POSTGRES_URL")
-        env["DATABASE_URL"] = url
+        pg_name, env["DATABASE_URL"] = create_pg_database(pg_admin)
     sandbox_proc, sandbox_url = start_sandbox()
     rudder = Rudder(home, sandbox_url, env)
     figures = Figures()
@@ -436,6 +457,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await rudder.stop()
         stop(sandbox_proc)
+        if pg_admin and pg_name:
+            drop_pg_database(pg_admin, pg_name)
     log_text = rudder.log.read_text(errors="replace") if rudder.log.exists() else ""
     result = {
         "db": args.db,
