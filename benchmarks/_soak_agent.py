@@ -2,14 +2,17 @@
 
 The prompt carries a token such as ``soak-000123-ab12``; the answer is ``answer soak-000123-ab12
 21ba-321000-kaos`` (the token and its reverse), so the soak knows exactly which text is real.
-A prompt without a token (the API clients' local messages) gets ``ok``.
+A prompt without a token (the API clients' local messages) gets ``ok``. ``SOAK_AGENT_DELAY``
+(seconds) makes it think first, so that a kill finds runs in flight.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import time
 
 
 def answer(prompt: str) -> str:
@@ -21,4 +24,5 @@ def answer(prompt: str) -> str:
 
 
 if __name__ == "__main__":
+    time.sleep(float(os.environ.get("SOAK_AGENT_DELAY") or 0))
     sys.stdout.write(answer(str(json.loads(sys.stdin.read()).get("prompt") or "")))

@@ -159,7 +159,11 @@ async def setup(
             json={
                 "name": f"Soak {b}",
                 "runtime_type": "process",
-                "runtime_config": {"command": sys.executable, "args": [str(AGENT)]},
+                "runtime_config": {
+                    "command": sys.executable,
+                    "args": [str(AGENT)],
+                    "env": {"SOAK_AGENT_DELAY": str(args.agent_delay)},
+                },
             },
         )
         if not r.is_success:
@@ -469,6 +473,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "users": args.users,
         "chats": len(targets),
         "api_clients": args.api_clients,
+        "agent_delay_s": args.agent_delay,
         "sent": len(sent),
         "answered_once_real": verdicts["real"],
         "failure_notices": verdicts["notice"],
@@ -519,6 +524,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=120.0)
     p.add_argument("--linger", type=float, default=3.0)
     p.add_argument("--poll", type=float, default=0.5)
+    p.add_argument("--agent-delay", type=float, default=0.0, help="seconds each answer takes")
     p.add_argument("--keep", action="store_true", help="keep RUDDER_HOME (database, log)")
     return p.parse_args(argv)
 

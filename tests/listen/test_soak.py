@@ -43,6 +43,7 @@ def _assert_exactly_once(result: dict[str, Any], messages: int) -> None:
 ARGS = [
     "--messages", "150", "--rate", "10", "--kills", "1", "--bots", "2", "--users", "20",
     "--api-clients", "2", "--settle", "180", "--linger", "2", "--poll", "1",
+    "--agent-delay", "0.5",  # so that the kill finds runs in flight
 ]  # fmt: skip
 
 
