@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import sqlite3
 from typing import Any
 
@@ -45,40 +47,72 @@ class WriteTurn:
     busy_timeout. On a loaded event loop a write transaction can stay open longer than that
     (its coroutine waits its turn to run its next statement), so under load some writers lost
     the race. Every write transaction of the process (the application's sessions and the
-    inbox's writer thread) now first takes this FIFO turn, without a timeout that matters; only
-    other processes (a second `rudder` on the same file, the CLI) still meet the busy handler.
+    inbox's writer thread) now first takes this turn, first come first served, without a
+    timeout that matters; only other processes (the CLI on the same file) still meet the busy
+    handler. `urgent` waiters (the inbox, whose commit an ack to Feishu waits for, within
+    Feishu's 3 s) go before the others.
     """
 
     def __init__(self) -> None:
-        self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._held = False
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
         self._holder: asyncio.Task[Any] | None = None
 
-    def lock(self) -> asyncio.Lock:
+    def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
-        if self._lock is None or self._loop is not loop:
-            self._lock, self._loop = asyncio.Lock(), loop
-        return self._lock
+        if self._loop is not loop:  # a new event loop (tests): nothing from the old one counts
+            self._loop, self._held, self._holder = loop, False, None
+            self._waiters.clear()
+            self._urgent.clear()
+        return loop
 
-    async def acquire(self) -> None:
-        lock, me = self.lock(), asyncio.current_task()
-        if lock.locked() and me is not None and self._holder is me:
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters) + len(self._urgent)
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        loop, me = self._bind(), asyncio.current_task()
+        if not self._held:
+            self._held, self._holder = True, me
+            return
+        if me is not None and self._holder is me:
             # A second write transaction opened while this task's first is still open would
             # wait for itself: a bug, reported at once instead of after a timeout.
             raise sqlite3.OperationalError("nested write transaction on another connection")
+        turn: asyncio.Future[None] = loop.create_future()
+        queue = self._urgent if urgent else self._waiters
+        queue.append(turn)
         try:
             async with asyncio.timeout(WRITE_TURN_TIMEOUT_S):
-                await lock.acquire()
-        except TimeoutError:
-            raise sqlite3.OperationalError(
-                f"no write turn within {WRITE_TURN_TIMEOUT_S:g} s (a write transaction is stuck)"
-            ) from None
+                await turn
+        except BaseException as exc:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed to us just as we gave up: pass it on
+            else:
+                turn.cancel()
+                with contextlib.suppress(ValueError):
+                    queue.remove(turn)
+            if isinstance(exc, TimeoutError):
+                raise sqlite3.OperationalError(
+                    f"no write turn within {WRITE_TURN_TIMEOUT_S:g} s (a write transaction "
+                    "is stuck)"
+                ) from None
+            raise
         self._holder = me
 
     def release(self) -> None:
-        if self._lock is not None and self._lock.locked():
-            self._holder = None
-            self._lock.release()
+        if not self._held:
+            return
+        self._holder = None
+        for queue in (self._urgent, self._waiters):
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)  # the turn passes on; still held
+                    return
+        self._held = False
 
 
 def write_turn(engine: AsyncEngine) -> WriteTurn | None:

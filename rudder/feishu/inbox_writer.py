@@ -165,7 +165,7 @@ class InboxWriter:
             # The writer thread's connection takes the process's write turn like every other
             # writer (engine.WriteTurn), so the two never meet in SQLite's busy handler.
             if self._turn is not None:
-                await self._turn.acquire()
+                await self._turn.acquire(urgent=True)  # an ack waits for this commit
             try:
                 results = await self._sqlite.commit(
                     [r.values for r in batch.records],
