@@ -64,6 +64,7 @@ class Sent:
     message_id: str | None = None
     answered_at: float | None = None
     typing: bool = False  # the bot's "Typing" reaction is still on the message
+    event_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -390,6 +391,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 r = await sb.post(f"/chats/{target['chat_id']}/messages", json=body)
                 r.raise_for_status()
                 item.message_id = r.json()["message_id"]
+                item.event_ids = list(r.json().get("event_ids") or [])
                 sent[item.message_id] = item
 
             async def sender() -> None:
@@ -438,6 +440,16 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(args.linger)
             by_parent = await poll(sb, chats, sent)
             total_s = time.monotonic() - t0
+            # A message lost so far whose event Feishu still owes a re-push (its ladder: 15 s,
+            # 5 min, 1 h, 6 h) is late, not gone; it is counted apart.
+            deliveries = (await sb.get("/deliveries")).json()["items"]
+            unacked = {d["event_id"] for d in deliveries if d["status"] == "pending"}
+            awaiting = sum(
+                1
+                for mid, s in sent.items()
+                if judge(s, by_parent.get(mid, [])) == "lost"
+                and any(e in unacked for e in s.event_ids)
+            )
             rudder_cpu = rudder.cpu_s + rudder.cpu_now()
         verdicts = collections.Counter(judge(s, by_parent.get(mid, [])) for mid, s in sent.items())
         samples: dict[str, list[str]] = collections.defaultdict(list)
@@ -479,6 +491,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "failure_notices": verdicts["notice"],
         "doubled": verdicts["doubled"],
         "lost": verdicts["lost"],
+        "lost_awaiting_feishu_repush": awaiting,
         "stuck_cards": verdicts["stuck"],
         "typing_left": sum(1 for s in sent.values() if s.typing),
         "api_ok": figures.api_ok,
