@@ -444,6 +444,18 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             # 5 min, 1 h, 6 h) is late, not gone; it is counted apart.
             deliveries = (await sb.get("/deliveries")).json()["items"]
             unacked = {d["event_id"] for d in deliveries if d["status"] == "pending"}
+            by_event = {d["event_id"]: d for d in deliveries}
+            lost_history = [
+                [
+                    f"{round(a['at'] - by_event[e]['created_at'], 1)}s "
+                    f"{'ok' if a['ok'] else a['detail'][:60]}"
+                    for a in by_event[e]["history"]
+                ]
+                for mid, s in sent.items()
+                if judge(s, by_parent.get(mid, [])) == "lost"
+                for e in s.event_ids[:1]
+                if e in by_event
+            ][:3]
             awaiting = sum(
                 1
                 for mid, s in sent.items()
@@ -492,6 +504,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "doubled": verdicts["doubled"],
         "lost": verdicts["lost"],
         "lost_awaiting_feishu_repush": awaiting,
+        "lost_delivery_history": lost_history,
         "stuck_cards": verdicts["stuck"],
         "typing_left": sum(1 for s in sent.values() if s.typing),
         "api_ok": figures.api_ok,
