@@ -246,9 +246,24 @@ async def poll(
     """Bot replies by the user message they answer; marks first sightings of real answers."""
     by_parent: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     now = time.monotonic()
-    pages = await asyncio.gather(*(sb.get(f"/chats/{c}/messages") for c in chats))
-    for page in pages:
-        for m in page.json()["items"]:
+    gate = asyncio.Semaphore(16)  # the sandbox is one process serving Rudder too
+
+    async def page(chat_id: str) -> list[dict[str, Any]]:
+        for attempt in range(5):
+            try:
+                async with gate:
+                    items: list[dict[str, Any]] = (
+                        await sb.get(f"/chats/{chat_id}/messages")
+                    ).json()["items"]
+                    return items
+            except httpx.HTTPError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.5)
+        raise AssertionError("unreachable")
+
+    for items in await asyncio.gather(*(page(c) for c in chats)):
+        for m in items:
             if m["sender"]["sender_type"] == "app" and m.get("parent_id"):
                 by_parent[m["parent_id"]].append(m)
             elif m["message_id"] in sent:
