@@ -375,6 +375,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     sent: dict[str, Sent] = {}
     kill_windows: list[tuple[float, float]] = []
     restarts: list[float] = []
+    reconnected: list[float] = []  # kill → every bot connected again
     try:
         await rudder.start()
         async with (
@@ -427,6 +428,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                     await asyncio.sleep(2)
                     restarts.append(await rudder.start())
                     kill_windows.append((killed, time.monotonic() + 2))
+                    await wait_connected(sb, app_ids, timeout=120)
+                    reconnected.append(time.monotonic() - killed)
 
             async def poller(until: asyncio.Event) -> None:
                 while not until.is_set():
@@ -537,6 +540,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "send_window_s": round(send_s, 1),
         "total_s": round(total_s, 1),
         "restart_to_healthy_s": [round(r, 2) for r in restarts],
+        "kill_to_bots_connected_s": [round(r, 2) for r in reconnected],
         "samples": dict(samples),
         "log_database_locked": log_text.count("database is locked"),
         "log_tracebacks": log_text.count("Traceback"),
