@@ -142,7 +142,10 @@ class Outbound:
             # Not final yet: a queued run is resubmitted and observed into this reply; a run
             # left `running` by a crash is queued again or marked failed by `runs.recover()`,
             # which may commit after the read above: the reply looks at the run until then.
-        for run_id in await _runs_without_reply(self.services.sessions, older_than_s):
+        # On PostgreSQL another live instance may be writing a new run's first rows right now:
+        # only runs clearly left behind are taken up there.
+        horizon = older_than_s if self.services.settings.is_sqlite else max(older_than_s, 30.0)
+        for run_id in await _runs_without_reply(self.services.sessions, horizon):
             if run_id in self._replies or run_id in self.no_target or self._closed:
                 continue
             ending = await self.ending_of(run_id)
