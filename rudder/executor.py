@@ -11,13 +11,14 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rudder import texts
-from rudder.db.models import Agent, Conversation, Message, Run, User, utcnow
+from rudder.db.models import Agent, Conversation, Message, Run, RunEventRow, User, utcnow
 from rudder.domain import budgets, secret_store
 from rudder.domain import conversations as convs
 from rudder.domain import skills as skills_domain
@@ -46,6 +47,44 @@ FLUSH_INTERVAL_S = 0.25
 WORKER_IDLE_S = 30.0
 STOP_TIMEOUT_S = 10.0
 HISTORY_LIMIT = 200
+MAX_ATTEMPTS = 2  # a run interrupted by a crash is run again once; a second crash ends it
+
+
+async def interrupted(
+    sessions: async_sessionmaker[AsyncSession], run_ids: list[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """Runs left `running` by a process that died (all of them, or these): queue each again
+    when its agent allows it and it was its first attempt, else mark it failed. Returns
+    (queued again, failed)."""
+    requeued: list[str] = []
+    failed: list[str] = []
+    async with sessions() as session, session.begin():
+        query = select(Run, Agent.rerun_interrupted).join(Agent, Agent.id == Run.agent_id)
+        query = query.where(Run.status == "running")
+        if run_ids is not None:
+            query = query.where(Run.id.in_(run_ids))
+        for run, rerun in (await session.execute(query)).all():
+            seq = await session.scalar(
+                select(func.max(RunEventRow.seq)).where(RunEventRow.run_id == run.id)
+            )
+            if rerun and run.attempt < MAX_ATTEMPTS and run.cancel_requested_at is None:
+                run.status, run.attempt, run.started_at = "queued", run.attempt + 1, None
+                payload = {"status": "queued", "error": texts.RUN_INTERRUPTED_RETRY}
+                requeued.append(run.id)
+            else:
+                run.status, run.error, run.finished_at = "failed", texts.RUN_INTERRUPTED, utcnow()
+                await session.execute(
+                    update(Message)
+                    .where(Message.run_id == run.id, Message.status == "streaming")
+                    .values(status="failed", error=texts.RUN_INTERRUPTED, updated_at=utcnow())
+                )
+                payload = {"status": "failed", "error": texts.RUN_INTERRUPTED}
+                failed.append(run.id)
+            # On the run's page: what happened to the attempt a crash cut short.
+            session.add(
+                RunEventRow(run_id=run.id, seq=(seq or 0) + 1, kind="status", payload=payload)
+            )
+    return requeued, failed
 
 
 class InProcessRunQueue:
@@ -70,6 +109,7 @@ class InProcessRunQueue:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._executing: dict[str, asyncio.Task[None]] = {}
         self._observers: list[Observer] = []
+        self._submitted: set[str] = set()
         self._closed = False
 
     def add_observer(self, observer: Observer) -> None:
@@ -78,18 +118,15 @@ class InProcessRunQueue:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """At start-up: runs left `running` by a dead process fail visibly; queued ones resume."""
-        async with self._sessions() as session, session.begin():
-            stale = list(await session.scalars(select(Run).where(Run.status == "running")))
-            for run in stale:
-                run.status = "failed"
-                run.error = texts.RUN_INTERRUPTED
-                run.finished_at = utcnow()
-                await session.execute(
-                    update(Message)
-                    .where(Message.run_id == run.id, Message.status == "streaming")
-                    .values(status="failed", error=texts.RUN_INTERRUPTED, updated_at=utcnow())
-                )
+        """At start-up: runs left `running` by a dead process are run again once (the user still
+        needs the answer) unless their agent opted out or this was already the second attempt;
+        those fail visibly. Queued ones resume."""
+        requeued, failed = await interrupted(self._sessions)
+        if requeued or failed:
+            log.warning(
+                "%d interrupted run(s) queued again, %d marked failed", len(requeued), len(failed)
+            )
+        async with self._sessions() as session:
             queued = list(
                 await session.execute(
                     select(Run.id, Run.conversation_id)
@@ -97,10 +134,62 @@ class InProcessRunQueue:
                     .order_by(Run.created_at)
                 )
             )
-        if stale:
-            log.warning("marked %d interrupted run(s) as failed", len(stale))
         for run_id, conversation_id in queued:
             await self.submit(run_id, conversation_id)
+
+    async def sweep(self, older_than_s: float) -> int:
+        """While the process lives: runs nobody here is executing that should be. Queued runs
+        that were never submitted (or whose submission was lost) are submitted; runs left
+        `running` whose execution died (Rudder failed to record their end) are handled like
+        interrupted runs. Returns how many it took up."""
+        before = utcnow() - timedelta(seconds=older_than_s)
+        async with self._sessions() as session:
+            rows = list(
+                await session.execute(
+                    select(Run.id, Run.conversation_id, Run.status)
+                    .where(Run.status.in_(("queued", "running")), Run.created_at < before)
+                    .order_by(Run.created_at)
+                )
+            )
+        orphans = [r.id for r in rows if r.status == "running" and not self.knows(r.id)]
+        failed: list[str] = []
+        if orphans:
+            _, failed = await interrupted(self._sessions, orphans)
+        taken = 0
+        for run_id, conversation_id, status in rows:
+            if self.knows(run_id) or run_id in failed:
+                continue
+            if status == "queued" or run_id in orphans:
+                taken += 1
+                await self.submit(run_id, conversation_id)
+        for run_id in failed:
+            taken += 1
+            await self._announce_end(run_id)
+        return taken
+
+    async def _announce_end(self, run_id: str) -> None:
+        async with self._sessions() as session:
+            run = await session.get(Run, run_id)
+            if run is None:
+                return
+            message = (
+                await session.get(Message, run.reply_message_id) if run.reply_message_id else None
+            )
+        upd = RunUpdate(
+            run_id=run.id,
+            conversation_id=run.conversation_id,
+            agent_id=run.agent_id,
+            source=run.source,
+            status=run.status,
+            text=message.body if message is not None else "",
+            error=run.error,
+            trigger_message_id=run.trigger_message_id,
+        )
+        await self._notify("end", upd)
+
+    def knows(self, run_id: str) -> bool:
+        """Submitted to this queue and not finished yet (the sweeper leaves these alone)."""
+        return run_id in self._submitted
 
     async def close(self) -> None:
         self._closed = True
@@ -115,6 +204,9 @@ class InProcessRunQueue:
     async def submit(self, run_id: str, conversation_id: str) -> None:
         if self._closed:
             return
+        if run_id in self._submitted:
+            return  # already waiting or executing here (a sweep and a recovery may both ask)
+        self._submitted.add(run_id)
         queue = self._queues.setdefault(conversation_id, asyncio.Queue())
         queue.put_nowait(run_id)
         worker = self._workers.get(conversation_id)
@@ -146,6 +238,11 @@ class InProcessRunQueue:
             await asyncio.wait({task})
         finally:
             self._executing.pop(run_id, None)
+            self._submitted.discard(run_id)
+        if not task.cancelled() and task.exception() is not None:
+            # The run's own errors end the run; this is Rudder failing to record it (say, the
+            # database refused a write). The run stays unfinished: the sweeper finds it.
+            log.error("run %s: executing it failed", run_id, exc_info=task.exception())
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until nothing is queued or executing (tests and orderly shutdown)."""
@@ -185,7 +282,7 @@ class InProcessRunQueue:
 
     async def _start(
         self, run_id: str
-    ) -> tuple[RunContext, Any, RunUpdate, str, list[skills_domain.SkillFiles]] | None:
+    ) -> tuple[RunContext, Any, RunUpdate, str, list[skills_domain.SkillFiles], Transcript] | None:
         async with self._sessions() as session, session.begin():
             run = await session.get(Run, run_id)
             if run is None or run.status != "queued":
@@ -210,15 +307,33 @@ class InProcessRunQueue:
                 session, conv.id, HISTORY_LIMIT, up_to_seq=trigger.seq if trigger else None
             )
             names = await _author_names(session, conv, history)
-            reply = await convs.append_message(
-                session,
-                conv,
-                role="assistant",
-                body="",
-                status="streaming",
-                author_agent_id=agent.id,
-                run_id=run.id,
+            reply = (
+                await session.get(Message, run.reply_message_id) if run.reply_message_id else None
             )
+            if reply is not None:
+                # A second attempt (a crash interrupted the first) answers in the same message,
+                # and its Feishu card is the same card: the partial text is replaced.
+                reply.body, reply.status, reply.error = "", "streaming", None
+                reply.updated_at = utcnow()
+            else:
+                reply = await convs.append_message(
+                    session,
+                    conv,
+                    role="assistant",
+                    body="",
+                    status="streaming",
+                    author_agent_id=agent.id,
+                    run_id=run.id,
+                )
+            # Run events go on numbering after the interrupted attempt's.
+            last_seq = (
+                await session.scalar(
+                    select(func.max(RunEventRow.seq)).where(RunEventRow.run_id == run.id)
+                )
+                if run.attempt > 1
+                else None
+            )
+            transcript = Transcript(run.id, _seq=last_seq or 0)
             run.status = "running"
             run.started_at = utcnow()
             run.reply_message_id = reply.id
@@ -260,13 +375,13 @@ class InProcessRunQueue:
             self._live.publish(topic, "run.updated", run_view(run))
             self._live.publish(topic, "message.created", message_view(reply))
         if paused:
-            await self._finish(reply.id, upd, Transcript(run_id), "failed", paused_text)
+            await self._finish(reply.id, upd, transcript, "failed", paused_text)
             return None
         if refused is not None:
             log.warning("run %s refused by the runtime policy: %s", run_id, refused)
-            await self._finish(reply.id, upd, Transcript(run_id), "failed", refused)
+            await self._finish(reply.id, upd, transcript, "failed", refused)
             return None
-        return ctx, runtime_type, upd, reply.id, skill_files
+        return ctx, runtime_type, upd, reply.id, skill_files, transcript
 
     def _secret_resolver(self, org_id: str) -> Callable[[str], Awaitable[str]]:
         async def resolve(name: str) -> str:
@@ -282,11 +397,10 @@ class InProcessRunQueue:
         started = await self._start(run_id)
         if started is None:
             return
-        ctx, runtime_type, upd, reply_id, skill_files = started
+        ctx, runtime_type, upd, reply_id, skill_files, transcript = started
         topic = conversation_topic(ctx.conversation_id)
         await self._notify("start", upd)
 
-        transcript = Transcript(run_id)
         last_flush = time.monotonic()
         status, error = "succeeded", None
 

@@ -98,6 +98,10 @@ async def start_services(settings: Settings) -> Services:
     await supervisor.start()
     if node is None or gate is None:
         await inbound.recover()
+        if settings.is_sqlite:
+            from rudder import sweeper
+
+            sweeper.install(services)
         return services
     cold = await node.join(sessions)
     await gate.start(supervisor, partial(_recover_bot_events, services), cold=cold)
@@ -156,12 +160,13 @@ async def _recover_bot_events(services: Services, integration_id: str) -> None:
 
 
 async def stop_services(services: Services) -> None:
-    from rudder import agent_control
+    from rudder import agent_control, sweeper
     from rudder.feishu import setup as feishu_setup
     from rudder.feishu.inbound import pipeline
     from rudder.feishu.supervisor import supervisor
 
     await agent_control.stop_sweeper(services)
+    await sweeper.shutdown(services)
     node = None
     if not services.settings.is_sqlite:
         from rudder.scale.node import node_of

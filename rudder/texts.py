@@ -5,6 +5,9 @@ BOUND_CONVERSATION_READ_ONLY = (
     "or from the agent's outbound work. Fork it to continue locally."
 )
 RUN_INTERRUPTED = "Rudder stopped while this run was in progress; it did not finish."
+RUN_INTERRUPTED_RETRY = (
+    "Rudder stopped while this run was in progress; it is being run again from the start."
+)
 RUN_CANCELLED = "Stopped."
 AGENT_PAUSED = "This agent is paused; resume it in its Profile tab to get replies."
 AGENT_ARCHIVED = "This agent is archived; it no longer answers. Its history is kept."
@@ -94,6 +97,12 @@ FEISHU_BINDING_NOT_MEMBER = "You are not a member of the organization that owns 
 REPLY_CARD_SUMMARY = "Working…"
 REPLY_STOPPED = "Stopped"
 REPLY_FAILED = "Failed: {reason}"
+# What a Feishu user sees for any other failure: never the error itself (it may carry SQL, a
+# stack trace or an internal host name); the reference leads to the run's page and the log.
+REPLY_FAILED_GENERIC = (
+    "Failed: something went wrong while answering. Reference: {ref} "
+    "(the details are on this run's page in Rudder)."
+)
 REPLY_DELIVERY_FAILED = "The reply could not be delivered to {product}: {detail}"
 REPLY_EMPTY = "(The agent finished without a reply.)"
 

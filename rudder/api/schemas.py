@@ -109,6 +109,8 @@ class AgentPatch(Input):
     budget_hard_stop: bool | None = None
     # Kept for compatibility; POST /agents/{id}/pause|resume|archive say more.
     status: Literal["active", "paused", "terminated"] | None = None
+    # Run a reply again once when a crash of Rudder interrupted it (off for side effects).
+    rerun_interrupted: bool | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required_columns(self) -> AgentPatch:
@@ -123,6 +125,7 @@ class AgentPatch(Input):
             "budget_monthly_cents",
             "budget_warn_percent",
             "budget_hard_stop",
+            "rerun_interrupted",
         ):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name}: must not be null (leave it out to keep it)")
@@ -150,6 +153,7 @@ class AgentOut(Model):
     # This calendar month's spend (UTC), from the runs' own costs.
     spent_monthly_cents: int = 0
     is_example: bool
+    rerun_interrupted: bool = True
     created_at: datetime
 
 

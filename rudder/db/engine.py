@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import os
+import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
@@ -15,8 +19,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util import await_only
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# How long a writer waits for its turn before giving up with an error (it would be a bug: a
+# transaction held this long, e.g. across a network call, or a write nested in another's).
+WRITE_TURN_TIMEOUT_S = 60.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -34,6 +42,88 @@ _READ_VERBS = frozenset({"SELECT", "PRAGMA", "EXPLAIN"})
 _IN_WRITE = "rudder_in_write_tx"
 
 
+class WriteTurn:
+    """One writer at a time per process on SQLite, queued in asyncio rather than in SQLite.
+
+    Why: SQLite has a single write lock, and a writer that cannot get it retries inside the
+    busy handler with sleeps, unfairly, and gives up with "database is locked" after
+    busy_timeout. On a loaded event loop a write transaction can stay open longer than that
+    (its coroutine waits its turn to run its next statement), so under load some writers lost
+    the race. Every write transaction of the process (the application's sessions and the
+    inbox's writer thread) now first takes this turn, first come first served, without a
+    timeout that matters; only other processes (the CLI on the same file) still meet the busy
+    handler. `urgent` waiters (the inbox, whose commit an ack to Feishu waits for, within
+    Feishu's 3 s) go before the others.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._held = False
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._holder: asyncio.Task[Any] | None = None
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (tests): nothing from the old one counts
+            self._loop, self._held, self._holder = loop, False, None
+            self._waiters.clear()
+            self._urgent.clear()
+        return loop
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters) + len(self._urgent)
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        loop, me = self._bind(), asyncio.current_task()
+        if not self._held:
+            self._held, self._holder = True, me
+            return
+        if me is not None and self._holder is me:
+            # A second write transaction opened while this task's first is still open would
+            # wait for itself: a bug, reported at once instead of after a timeout.
+            raise sqlite3.OperationalError("nested write transaction on another connection")
+        turn: asyncio.Future[None] = loop.create_future()
+        queue = self._urgent if urgent else self._waiters
+        queue.append(turn)
+        try:
+            async with asyncio.timeout(WRITE_TURN_TIMEOUT_S):
+                await turn
+        except BaseException as exc:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed to us just as we gave up: pass it on
+            else:
+                turn.cancel()
+                with contextlib.suppress(ValueError):
+                    queue.remove(turn)
+            if isinstance(exc, TimeoutError):
+                raise sqlite3.OperationalError(
+                    f"no write turn within {WRITE_TURN_TIMEOUT_S:g} s (a write transaction "
+                    "is stuck)"
+                ) from None
+            raise
+        self._holder = me
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._holder = None
+        for queue in (self._urgent, self._waiters):
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)  # the turn passes on; still held
+                    return
+        self._held = False
+
+
+def write_turn(engine: AsyncEngine) -> WriteTurn | None:
+    """The engine's write turn (SQLite), or None (PostgreSQL has row locks of its own)."""
+    found = getattr(engine.sync_engine, "_rudder_writer", None)
+    return found if isinstance(found, WriteTurn) else None
+
+
 def _is_write(statement: str) -> bool:
     verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SELECT"
     return verb not in _READ_VERBS
@@ -47,7 +137,12 @@ def _install_sqlite_transactions(sync_engine: Any) -> None:
     upgrade). BEGIN IMMEDIATE does wait on busy_timeout. And starting it only at the first write
     means a request that merely reads never holds the write lock while it awaits other work in
     the same event loop.
+
+    Every write transaction first takes the process's `WriteTurn` (see there), released when
+    it commits or rolls back.
     """
+    turn = WriteTurn()
+    sync_engine._rudder_writer = turn  # read by `write_turn`
 
     @event.listens_for(sync_engine, "connect")
     def _driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
@@ -61,7 +156,8 @@ def _install_sqlite_transactions(sync_engine: Any) -> None:
             # An invalidated connection (e.g. its task was cancelled mid-query): the pool's
             # reset hook below clears the flag when the connection goes back.
             return
-        info.pop(_IN_WRITE, None)
+        if info.pop(_IN_WRITE, None):
+            turn.release()
 
     event.listen(sync_engine, "begin", _forget)
 
@@ -69,7 +165,13 @@ def _install_sqlite_transactions(sync_engine: Any) -> None:
     def _begin_on_write(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         info = conn.connection.info
         if not info.get(_IN_WRITE) and _is_write(statement):
-            cursor.execute("BEGIN IMMEDIATE")
+            # In SQLAlchemy's greenlet on the event loop: wait for the turn without blocking it.
+            await_only(turn.acquire())
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                turn.release()
+                raise
             info[_IN_WRITE] = True
 
     event.listen(sync_engine, "commit", _forget)
@@ -77,7 +179,8 @@ def _install_sqlite_transactions(sync_engine: Any) -> None:
 
     @event.listens_for(sync_engine.pool, "reset")
     def _reset(_dbapi_connection: Any, record: Any, _reset_state: Any) -> None:
-        record.info.pop(_IN_WRITE, None)
+        if record.info.pop(_IN_WRITE, None):
+            turn.release()
 
 
 def _sqlite_path(url: str) -> Path | None:

@@ -91,6 +91,8 @@ class Run(Base):
     cost_usd: Mapped[float | None] = mapped_column(Float, default=None)
     # Names of the skills the run was given.
     skills: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # 1, or 2 when run again after a crash of Rudder interrupted the first attempt.
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class RunEventRow(Base):

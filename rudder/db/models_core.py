@@ -16,6 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rudder.db.base import Base
@@ -95,6 +96,8 @@ class Agent(Base):
     budget_monthly_cents: Mapped[int] = mapped_column(Integer, default=0)
     budget_warn_percent: Mapped[int] = mapped_column(Integer, default=80)
     budget_hard_stop: Mapped[bool] = mapped_column(default=True)
+    # A run cut short by a crash of Rudder is run again once (off for agents with side effects).
+    rerun_interrupted: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
 
 
 class Secret(Base):

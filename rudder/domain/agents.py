@@ -363,7 +363,14 @@ async def update_agent(
         agent.runtime_type = runtime_type
     if "skills" in changes:
         agent.skills = await _check_skills(session, agent.org_id, changes["skills"])
-    for field in ("role", "title", "instructions", "capabilities", *BUDGET_KEYS):
+    for field in (
+        "role",
+        "title",
+        "instructions",
+        "capabilities",
+        "rerun_interrupted",
+        *BUDGET_KEYS,
+    ):
         if field in changes:
             setattr(agent, field, changes[field])
     revision = await _record_revision(session, agent, before, actor, source)

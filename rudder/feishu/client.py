@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from rudder.feishu import pacing
 from rudder.feishu.errors import FeishuError, FeishuTransportError
 from rudder.feishu.regions import HostKind, Region, endpoint
 
@@ -137,10 +138,23 @@ class BotClient:
         return _decode(response, path)
 
     async def call(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        chat: str | None = None,
+        paced: bool = True,
     ) -> dict[str, Any]:
-        """An authenticated call; an invalid token (99991663) is refreshed once and retried."""
+        """An authenticated call; an invalid token (99991663) is refreshed once and retried.
+
+        Paced (pacing.py): it first waits for a slot of its API and, for message sends,
+        replies and edits, of its `chat`, so the app stays under Feishu's rate limits.
+        """
         for attempt in (1, 2):
+            if paced:
+                await pacing.pacer(self.app_id).take(pacing.api_key(method, path), chat)
             token = await self.tenant_token(force=attempt == 2)
             try:
                 return await self._raw(
@@ -183,6 +197,7 @@ class BotClient:
         receive_id_type: str = "chat_id",
         uuid: str | None = None,
     ) -> dict[str, Any]:
+        chat = receive_id
         payload: dict[str, Any] = {
             "receive_id": receive_id,
             "msg_type": msg_type,
@@ -195,6 +210,7 @@ class BotClient:
             "/open-apis/im/v1/messages",
             json=payload,
             params={"receive_id_type": receive_id_type},
+            chat=chat,
         )
         return dict(body.get("data") or {})
 
@@ -206,6 +222,7 @@ class BotClient:
         *,
         uuid: str | None = None,
         reply_in_thread: bool = False,
+        chat: str | None = None,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "msg_type": msg_type,
@@ -214,8 +231,9 @@ class BotClient:
         }
         if uuid:
             payload["uuid"] = uuid
+        # `chat`: the chat of `message_id`, when known, for its 5-per-second limit.
         body = await self.call(
-            "POST", f"/open-apis/im/v1/messages/{message_id}/reply", json=payload
+            "POST", f"/open-apis/im/v1/messages/{message_id}/reply", json=payload, chat=chat
         )
         return dict(body.get("data") or {})
 
@@ -248,16 +266,25 @@ class BotClient:
         return str((body.get("data") or {}).get("card_id") or "")
 
     async def stream_card_text(
-        self, card_id: str, element_id: str, text: str, sequence: int, uuid: str | None = None
-    ) -> None:
+        self,
+        card_id: str,
+        element_id: str,
+        text: str,
+        sequence: int,
+        uuid: str | None = None,
+        *,
+        skip_if_busy: bool = False,
+    ) -> bool:
+        """Update a streaming element; with `skip_if_busy`, only if the app has a free slot
+        now (False: skipped — a later frame or the final update carries the text)."""
+        path = f"/open-apis/cardkit/v1/cards/{card_id}/elements/{element_id}/content"
+        if skip_if_busy and not pacing.pacer(self.app_id).try_take(pacing.api_key("PUT", path)):
+            return False
         payload: dict[str, Any] = {"content": text, "sequence": sequence}
         if uuid:
             payload["uuid"] = uuid
-        await self.call(
-            "PUT",
-            f"/open-apis/cardkit/v1/cards/{card_id}/elements/{element_id}/content",
-            json=payload,
-        )
+        await self.call("PUT", path, json=payload, paced=not skip_if_busy)
+        return True
 
     async def card_settings(self, card_id: str, settings: dict[str, Any], sequence: int) -> None:
         await self.call(

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import time
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -37,6 +38,10 @@ IN_MEMORY_MAX = 1000
 # Test hook, read once at start-up: kill the process (SIGKILL, no cleanup) right after an event
 # is committed and before it is acked, to prove a re-push is then recognised as a duplicate.
 CRASH_AFTER_RECORD_ENV = "RUDDER_TEST_CRASH_AFTER_RECORD"
+# An event whose processing raised (the database refused a write, a bug) is tried again after
+# these pauses, in its chat's order, before it is marked failed with the last reason. Routing
+# is idempotent: a message already posted is not posted again.
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 
 
 def is_stop(event: InboundEvent) -> bool:
@@ -60,6 +65,8 @@ class InboundPipeline:
         self._closed = False
         self._inflight = 0
         self._parsed: dict[str, tuple[str, InboundEvent]] = {}
+        self._scheduled: set[str] = set()  # row ids queued or in processing here
+        self.retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S
         self._crash_after_record = os.environ.get(CRASH_AFTER_RECORD_ENV) == "1"
 
     async def receive(self, integration_id: str, event: InboundEvent) -> Received:
@@ -105,8 +112,9 @@ class InboundPipeline:
     def schedule(
         self, row_id: str, chat_key: str, integration_id: str, *, urgent: bool = False
     ) -> None:
-        if self._closed:
+        if self._closed or row_id in self._scheduled:
             return
+        self._scheduled.add(row_id)
         if urgent:
             task = asyncio.create_task(self._process(row_id), name=f"inbound-urgent:{row_id}")
             self._side.add(task)
@@ -146,14 +154,47 @@ class InboundPipeline:
         self._inflight += 1
         known = self._parsed.pop(row_id, None)
         try:
-            try:
-                outcome, reason = await route(self.services, row_id, known)
-            except Exception as exc:
-                log.exception("inbound event %s failed", row_id)
-                outcome, reason = "failed", f"{type(exc).__name__}: {exc}"
+            for attempt, delay in enumerate((*self.retry_delays_s, None), start=1):
+                try:
+                    outcome, reason = await route(self.services, row_id, known)
+                    break
+                except Exception as exc:
+                    outcome, reason = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+                    if delay is None or self._closed:
+                        log.exception("inbound event %s failed (attempt %d)", row_id, attempt)
+                        break
+                    log.warning(
+                        "inbound event %s failed (attempt %d), again in %g s: %s",
+                        row_id, attempt, delay, reason[:300],
+                    )  # fmt: skip
+                    await asyncio.sleep(delay)
+            # If this write fails the row stays `received`, and the sweeper routes it again.
             await self.writer.set_outcome(row_id, outcome, reason)
         finally:
             self._inflight -= 1
+            self._scheduled.discard(row_id)
+
+    async def sweep(self, older_than_s: float) -> int:
+        """Events recorded more than `older_than_s` ago and still `received` that nobody here
+        is processing (their outcome could not be written, or their task died): route them."""
+        before = utcnow() - timedelta(seconds=older_than_s)
+        async with self.services.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(InboundRow.id, InboundRow.integration_id, InboundRow.chat_id)
+                    .where(InboundRow.outcome == "received", InboundRow.received_at < before)
+                    .order_by(InboundRow.received_at)
+                    .limit(1000)
+                )
+            ).all()
+        taken = 0
+        for row_id, integration_id, chat_id in rows:
+            if row_id in self._scheduled:
+                continue
+            taken += 1
+            chat = f"{integration_id}:{chat_id}" if chat_id else f"event:{row_id}"
+            self.schedule(row_id, chat, integration_id)
+        return taken
 
     async def recover(self) -> None:
         """Events recorded (and acked) but never finished: the process died before routing ended.

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import ColumnElement, Insert, Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from rudder.db.engine import WriteTurn, write_turn
 from rudder.db.models import InboundEvent as InboundRow
 from rudder.db.models import Integration
 
@@ -77,6 +78,7 @@ class InboxWriter:
     ) -> None:
         self._sessions = sessions
         self._dialect = dialect
+        self._turn: WriteTurn | None = None
         # On-disk SQLite: each batch runs in one call on a writer thread (inbox_sqlite.py).
         self._sqlite: SqliteInbox | None = None
         if url is not None:
@@ -85,6 +87,8 @@ class InboxWriter:
             sync_url = sqlite_file_url(url)
             if sync_url is not None:
                 self._sqlite = SqliteInbox(sync_url)
+                bind = sessions.kw.get("bind")
+                self._turn = write_turn(bind) if isinstance(bind, AsyncEngine) else None
         self._records: list[_Record] = []
         self._outcomes: list[_Outcome] = []
         self._wake = asyncio.Event()
@@ -158,10 +162,18 @@ class InboxWriter:
 
     async def _commit(self, batch: _Batch) -> None:
         if self._sqlite is not None:
-            results = await self._sqlite.commit(
-                [r.values for r in batch.records],
-                [(o.row_id, o.outcome, o.reason) for o in batch.outcomes],
-            )
+            # The writer thread's connection takes the process's write turn like every other
+            # writer (engine.WriteTurn), so the two never meet in SQLite's busy handler.
+            if self._turn is not None:
+                await self._turn.acquire(urgent=True)  # an ack waits for this commit
+            try:
+                results = await self._sqlite.commit(
+                    [r.values for r in batch.records],
+                    [(o.row_id, o.outcome, o.reason) for o in batch.outcomes],
+                )
+            finally:
+                if self._turn is not None:
+                    self._turn.release()
         else:
             results = await self._commit_session(batch)
         self._settle(batch, results)

@@ -12,11 +12,12 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 
-from rudder.db.models import Conversation, Integration, Message, Run
+from rudder.db.models import Conversation, Integration, Message, OutboxItem, Run, utcnow
 from rudder.domain import activity
 from rudder.domain import conversations as convs
 from rudder.domain.runs import FINAL_STATUSES
@@ -47,6 +48,7 @@ class Outbound:
         self._replies: dict[str, RunReply] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._inflight: dict[str, asyncio.Task[Item]] = {}
+        self.no_target: set[str] = set()  # runs whose reply has nowhere to go
         self._started = False
         self._closed = False
 
@@ -115,23 +117,60 @@ class Outbound:
             self._replies.pop(reply.run_id, None)
 
     async def _resume(self) -> None:
-        items = await outbox.pending(self.services.sessions)
+        await self.sweep(older_than_s=0.0)
+
+    async def sweep(self, older_than_s: float) -> int:
+        """Re-drive what nobody in this process is delivering: replies whose ledger is pending
+        (a crash, or a reply task that crashed), Feishu runs whose reply never started (the
+        process died before its first rows were written), and other pending rows. At start-up
+        (`older_than_s` 0) that is everything; while running, only rows older than that.
+        Returns how many replies and rows it took up."""
+        items = await outbox.stale_pending(self.services.sessions, older_than_s)
         ledgers = [i for i in items if i.kind == calls.RUN and i.run_id]
+        taken = 0
         for ledger in ledgers:
             assert ledger.run_id is not None
+            if ledger.run_id in self._replies or self._closed:
+                continue
             ending = await self.ending_of(ledger.run_id)
             if ledger.run_id in self._replies:
                 continue
             reply = self._start_reply(ledger.run_id)
+            taken += 1
             if ending is not None:
                 reply.feed("end", ending.text, ending.status, ending.error)
             # Not final yet: a queued run is resubmitted and observed into this reply; a run
-            # left `running` by a crash is marked failed by `runs.recover()`, which may commit
-            # after the read above and announces nothing: the reply looks at the run until then.
-        in_replies = {i.run_id for i in ledgers}
+            # left `running` by a crash is queued again or marked failed by `runs.recover()`,
+            # which may commit after the read above: the reply looks at the run until then.
+        # On PostgreSQL another live instance may be writing a new run's first rows right now:
+        # only runs clearly left behind are taken up there.
+        horizon = older_than_s if self.services.settings.is_sqlite else max(older_than_s, 30.0)
+        for run_id in await _runs_without_reply(self.services.sessions, horizon):
+            if run_id in self._replies or run_id in self.no_target or self._closed:
+                continue
+            ending = await self.ending_of(run_id)
+            if run_id in self._replies:
+                continue
+            reply = self._start_reply(run_id)
+            taken += 1
+            if ending is not None:
+                reply.feed("end", ending.text, ending.status, ending.error)
+        in_replies = {i.run_id for i in ledgers} | set(self._replies)
+        loose = [
+            item
+            for item in items
+            if item.kind != calls.RUN
+            and (item.run_id is None or item.run_id not in in_replies)
+            and item.uuid not in self._inflight
+        ]
+        if loose and not self._closed:
+            taken += len(loose)
+            self._spawn(self._deliver_in_order(loose), "feishu-outbox-sweep")
+        return taken
+
+    async def _deliver_in_order(self, items: list[Item]) -> None:
         for item in items:
-            if item.kind != calls.RUN and (item.run_id is None or item.run_id not in in_replies):
-                await self.deliver(item)  # one by one: keeps their order in the chat
+            await self.deliver(item)  # one by one: keeps their order in the chat
 
     async def ending_of(self, run_id: str) -> Ending | None:
         """How the run ended, or None while it has not."""
@@ -219,6 +258,30 @@ class Outbound:
                 entity_id=item.id,
                 details={"kind": item.kind, "target": item.target, "error": item.last_error},
             )
+
+
+# Runs older than this are not looked at for a missing reply (they predate any crash worth
+# answering after; a restart a day later must not answer a day-old message).
+REPLY_HORIZON = timedelta(days=1)
+
+
+async def _runs_without_reply(sessions: outbox.Sessions, older_than_s: float) -> list[str]:
+    """Feishu runs with no reply ledger: the process died between queueing the run and
+    writing its reply's first rows (their card never went out)."""
+    now = utcnow()
+    ledger = select(OutboxItem.id).where(OutboxItem.run_id == Run.id, OutboxItem.kind == calls.RUN)
+    async with sessions() as session:
+        found = await session.scalars(
+            select(Run.id)
+            .where(
+                Run.source == "feishu",
+                Run.created_at > now - REPLY_HORIZON,
+                Run.created_at < now - timedelta(seconds=older_than_s),
+                ~ledger.exists(),
+            )
+            .order_by(Run.created_at)
+        )
+        return list(found)
 
 
 def outbound_of(services: Services) -> Outbound:

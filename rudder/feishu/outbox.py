@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -206,18 +206,37 @@ async def pending(sessions: Sessions) -> list[Item]:
         return [Item.of(r) for r in rows]
 
 
+async def stale_pending(sessions: Sessions, older_than_s: float) -> list[Item]:
+    """Rows still pending that were created more than `older_than_s` ago (for the sweeper)."""
+    before = utcnow() - timedelta(seconds=older_than_s)
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(OutboxItem)
+            .where(OutboxItem.status == "pending", OutboxItem.created_at < before)
+            .order_by(OutboxItem.created_at)
+        )
+        return [Item.of(r) for r in rows]
+
+
 async def save(sessions: Sessions, item: Item, next_attempt_s: float | None = None) -> None:
+    # One UPDATE, no read-back and no ORM flush: this runs after every Feishu call.
     async with sessions() as session, session.begin():
-        row = await session.get(OutboxItem, item.id)
-        if row is None:
-            return
-        row.status = item.status
-        row.attempts = item.attempts
-        row.payload = dict(item.payload)  # a new dict, so the JSON column is seen as changed
-        row.feishu_message_id = item.feishu_message_id
-        row.last_error = item.last_error
-        row.next_attempt_at = (
-            utcnow() + timedelta(seconds=next_attempt_s) if next_attempt_s is not None else None
+        await session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == item.id)
+            .values(
+                status=item.status,
+                attempts=item.attempts,
+                payload=dict(item.payload),
+                feishu_message_id=item.feishu_message_id,
+                last_error=item.last_error,
+                next_attempt_at=(
+                    utcnow() + timedelta(seconds=next_attempt_s)
+                    if next_attempt_s is not None
+                    else None
+                ),
+            )
+            .execution_options(synchronize_session=False)
         )
 
 

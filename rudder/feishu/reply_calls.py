@@ -26,6 +26,7 @@ COSMETIC = frozenset({TYPING, TYPING_OFF})  # a failure here never marks a reply
 ELEMENT_ID = "streaming_content"
 TYPING_EMOJI = "Typing"
 STREAMING_CLOSED = 300309
+REACTION_GONE = 230001  # invalid reaction_id: the reaction no longer exists
 SEQUENCE_MAX = 2**31 - 1
 SUMMARY_CHARS = 60
 
@@ -75,7 +76,13 @@ async def perform(bot: BotClient, seqs: Sequencers, item: Item, checkpoint: Chec
         p["reaction_id"] = await bot.add_reaction(item.target, TYPING_EMOJI)
     elif item.kind == TYPING_OFF:
         if p.get("reaction_id"):
-            await bot.delete_reaction(item.target, str(p["reaction_id"]))
+            try:
+                await bot.delete_reaction(item.target, str(p["reaction_id"]))
+            except FeishuError as exc:
+                # Already gone: an attempt before a crash removed it, and the row's "sent"
+                # was not written. Removing is idempotent from the user's point of view.
+                if exc.code != REACTION_GONE:
+                    raise
     elif item.kind == CARD:
         if not p.get("card_id"):
             p["card_id"] = await bot.create_card(streaming_card(str(p.get("text", ""))))
@@ -97,7 +104,9 @@ async def _post(bot: BotClient, item: Item, msg_type: str, content: dict[str, An
     data: dict[str, Any]
     if reply_to and not p.get("as_send"):
         try:
-            data = await bot.reply_message(str(reply_to), msg_type, content, uuid=item.uuid)
+            data = await bot.reply_message(
+                str(reply_to), msg_type, content, uuid=item.uuid, chat=p.get("chat_id")
+            )
         except FeishuError as exc:
             if exc.code != MESSAGE_RECALLED:
                 raise

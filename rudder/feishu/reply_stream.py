@@ -84,13 +84,28 @@ async def load_target(ob: Outbound, run_id: str) -> ReplyTarget | None:
         )
 
 
-def with_state(ending: Ending) -> str:
-    """The text people see at the end: the reply, plus the run's state when it did not succeed."""
+# Failure reasons Rudder itself wrote for people; any other reason stays inside Rudder.
+SHOWN_REASONS = frozenset({texts.AGENT_PAUSED, texts.RUN_INTERRUPTED})
+
+
+def reference(run_id: str) -> str:
+    """The short reference a Feishu user can quote: the start of the run's id (on its page)."""
+    return run_id[:8]
+
+
+def with_state(ending: Ending, run_id: str = "") -> str:
+    """The text people see at the end: the reply, plus the run's state when it did not succeed.
+
+    A failure shows its reason only when it is one of Rudder's own sentences; anything else
+    (a runtime's error, a database error) shows a generic line with the run's reference.
+    """
     if ending.status == "cancelled":
         state = texts.REPLY_STOPPED
     elif ending.status == "failed":
-        reason = (ending.error or "unknown error")[:REASON_MAX]
-        state = texts.REPLY_FAILED.format(reason=reason)
+        if ending.error in SHOWN_REASONS:
+            state = texts.REPLY_FAILED.format(reason=ending.error[:REASON_MAX])
+        else:
+            state = texts.REPLY_FAILED_GENERIC.format(ref=reference(run_id) or "?")
     else:
         return ending.text or texts.REPLY_EMPTY
     return f"{ending.text}\n\n{state}" if ending.text else state
@@ -125,6 +140,7 @@ class RunReply:
     async def run(self) -> None:
         target = self.target or await load_target(self.ob, self.run_id)
         if target is None:
+            self.ob.no_target.add(self.run_id)  # its chat or bot is gone: nothing to re-drive
             return
         ledger = await self._prepare(target)
         typing = asyncio.create_task(self._typing_on(target))
@@ -309,8 +325,9 @@ class RunReply:
         try:
             bot = await self.ob.bot(target.integration_id)
             seq = self.ob.seqs.next(card_id, t0)
-            await bot.stream_card_text(card_id, calls.ELEMENT_ID, text, seq)
-            self.shown[part] = text
+            # Under pressure a frame is skipped rather than queued: frames coalesce.
+            if await bot.stream_card_text(card_id, calls.ELEMENT_ID, text, seq, skip_if_busy=True):
+                self.shown[part] = text
         except FeishuError as exc:
             if exc.retryable or exc.code == CARD_SEQUENCE:
                 return  # the next frame carries the full text anyway
@@ -325,13 +342,20 @@ class RunReply:
     # -- the end ---------------------------------------------------------------------------------
 
     async def _finish(self, target: ReplyTarget, ending: Ending) -> None:
+        if ending.status == "failed" and ending.error not in SHOWN_REASONS:
+            log.warning(
+                "run %s (reference %s) failed: %s",
+                self.run_id, reference(self.run_id), (ending.error or "?")[:REASON_MAX],
+            )  # fmt: skip
         if target.style == "plain_text":
-            for part, content in enumerate(split_text(with_state(ending), TEXT_BUDGET)):
+            for part, content in enumerate(
+                split_text(with_state(ending, self.run_id), TEXT_BUDGET)
+            ):
                 await self._text(target, "text", part, content)
             return
         parts = split_text(ending.text, CARD_BUDGET)
         # The state line goes on the last card; the budget leaves room for it under 30 KB.
-        parts[-1] = with_state(Ending(ending.status, parts[-1], ending.error))
+        parts[-1] = with_state(Ending(ending.status, parts[-1], ending.error), self.run_id)
         for part, content in enumerate(parts):
             await self._close(target, part, content)
 

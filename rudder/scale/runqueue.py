@@ -15,13 +15,13 @@ import logging
 import time
 
 import procrastinate
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rudder import texts
-from rudder.db.models import Message, Run, utcnow
+from rudder.db.models import Agent, Message, Run, RunEventRow, utcnow
 from rudder.domain.secrets import SecretBox
-from rudder.executor import InProcessRunQueue, RuntimeLookup
+from rudder.executor import MAX_ATTEMPTS, InProcessRunQueue, RuntimeLookup
 from rudder.live import LiveHub, conversation_topic
 from rudder.run_views import RunUpdate, message_view, run_view
 from rudder.scale.bus import NotifyBus, plain_url
@@ -175,12 +175,49 @@ class ProcrastinateRunQueue(InProcessRunQueue):
         for job in stalled:
             run_id = str(job.task_kwargs.get("run_id", ""))
             assert job.id is not None
-            if run_id and await self._fail_interrupted(run_id):
+            again = await self._requeue_interrupted(run_id) if run_id else None
+            if again is None and run_id and await self._fail_interrupted(run_id):
                 log.warning("run %s: its worker died mid-run; marked failed", run_id)
             with contextlib.suppress(Exception):  # another process finished it first
                 await self.app.job_manager.finish_job_by_id_async(
                     job.id, status=procrastinate.jobs.Status.FAILED, delete_job=False
                 )
+            if again is not None:
+                log.warning("run %s: its worker died mid-run; queued again", run_id)
+                await self.submit(run_id, again)
+
+    async def _requeue_interrupted(self, run_id: str) -> str | None:
+        """As in embedded mode (executor.interrupted): a first interruption runs it again when
+        its agent allows. Returns its conversation id when queued again."""
+        async with self._sessions() as session, session.begin():
+            rerun = select(Agent.rerun_interrupted).where(Agent.id == Run.agent_id)
+            # Conditional update: concurrent sweepers on other processes requeue it once.
+            result = await session.execute(
+                update(Run)
+                .where(
+                    Run.id == run_id,
+                    Run.status == "running",
+                    Run.attempt < MAX_ATTEMPTS,
+                    Run.cancel_requested_at.is_(None),
+                    rerun.scalar_subquery().is_(True),
+                )
+                .values(status="queued", attempt=Run.attempt + 1, started_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            if not getattr(result, "rowcount", 0):
+                return None
+            seq = await session.scalar(
+                select(func.max(RunEventRow.seq)).where(RunEventRow.run_id == run_id)
+            )
+            session.add(
+                RunEventRow(
+                    run_id=run_id,
+                    seq=(seq or 0) + 1,
+                    kind="status",
+                    payload={"status": "queued", "error": texts.RUN_INTERRUPTED_RETRY},
+                )
+            )
+            return await session.scalar(select(Run.conversation_id).where(Run.id == run_id))
 
     async def _fail_interrupted(self, run_id: str) -> bool:
         async with self._sessions() as session, session.begin():

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
+from sqlalchemy import select
 
 from rudder import texts
-from rudder.db.models import Conversation, Message, Run, utcnow
+from rudder.db.models import Conversation, Message, Run, RunEventRow, utcnow
 from rudder.executor import InProcessRunQueue
 from rudder.services import Services
 from tests.helpers import default_org_and_agent, wait_for, wait_run
@@ -177,10 +180,96 @@ async def test_bound_conversation_is_read_only_and_fork_keeps_lineage(
     assert (await wait_run(client, cont.json()["run_id"]))["status"] == "succeeded"
 
 
+async def _interrupted_run(services: Services, conv: dict[str, Any], attempt: int) -> str:
+    async with services.sessions() as session, session.begin():
+        c = await session.get(Conversation, conv["id"])
+        assert c is not None
+        trigger = Message(
+            conversation_id=c.id, seq=1, role="user", body="hello", status="completed"
+        )
+        session.add(trigger)
+        await session.flush()
+        run = Run(
+            org_id=c.org_id,
+            agent_id=c.agent_id,
+            conversation_id=c.id,
+            trigger_message_id=trigger.id,
+            status="running",
+            started_at=utcnow(),
+            attempt=attempt,
+        )
+        session.add(run)
+        await session.flush()
+        reply = Message(
+            conversation_id=c.id,
+            seq=2,
+            role="assistant",
+            body="half",
+            status="streaming",
+            run_id=run.id,
+        )
+        session.add(reply)
+        await session.flush()
+        run.reply_message_id = reply.id
+        return run.id
+
+
 async def test_interrupted_runs_fail_visibly_on_start(
     services: Services, client: httpx.AsyncClient
 ) -> None:
+    """A run a crash interrupted for the second time fails, and says why."""
     conv = await _new_conversation(client)
+    run_id = await _interrupted_run(services, conv, attempt=2)
+    queue = InProcessRunQueue(services.sessions, services.live, services.box)
+    await queue.recover()
+    fetched = (await client.get(f"/api/runs/{run_id}")).json()
+    assert fetched["status"] == "failed" and fetched["error"] == texts.RUN_INTERRUPTED
+    msg = (await client.get(f"/api/conversations/{conv['id']}/messages")).json()[-1]
+    assert msg["status"] == "failed" and msg["body"] == "half"
+    await queue.close()
+
+
+async def test_an_interrupted_run_is_run_again_once(
+    services: Services, client: httpx.AsyncClient
+) -> None:
+    """The first interruption costs time, not the answer: the run is queued again and answers
+    in the same message; with the agent's setting off it fails instead."""
+    conv = await _new_conversation(client)
+    run_id = await _interrupted_run(services, conv, attempt=1)
+    queue = InProcessRunQueue(services.sessions, services.live, services.box)
+    await queue.recover()
+    await queue.wait_idle()
+    async with services.sessions() as session:
+        run = await session.get(Run, run_id)
+        assert run is not None and run.status == "succeeded" and run.attempt == 2
+        reply = await session.get(Message, run.reply_message_id)
+        assert reply is not None and reply.status == "completed" and reply.body != "half"
+        bodies = list(
+            await session.scalars(select(Message.body).where(Message.conversation_id == conv["id"]))
+        )
+        events = list(
+            await session.scalars(
+                select(RunEventRow.payload)
+                .where(RunEventRow.run_id == run_id, RunEventRow.kind == "status")
+                .order_by(RunEventRow.seq)
+            )
+        )
+    assert len(bodies) == 2  # no second assistant message
+    assert events[0] == {"status": "queued", "error": texts.RUN_INTERRUPTED_RETRY}
+    assert events[-1]["status"] == "succeeded"
+
+    patched = await client.patch(
+        f"/api/agents/{conv['agent_id']}", json={"rerun_interrupted": False}
+    )
+    assert patched.status_code == 200 and patched.json()["rerun_interrupted"] is False
+    second = await _interrupted_run_later(services, conv)
+    await queue.recover()
+    fetched = (await client.get(f"/api/runs/{second}")).json()
+    assert fetched["status"] == "failed" and fetched["error"] == texts.RUN_INTERRUPTED
+    await queue.close()
+
+
+async def _interrupted_run_later(services: Services, conv: dict[str, Any]) -> str:
     async with services.sessions() as session, session.begin():
         c = await session.get(Conversation, conv["id"])
         assert c is not None
@@ -193,24 +282,7 @@ async def test_interrupted_runs_fail_visibly_on_start(
         )
         session.add(run)
         await session.flush()
-        session.add(
-            Message(
-                conversation_id=c.id,
-                seq=1,
-                role="assistant",
-                body="half",
-                status="streaming",
-                run_id=run.id,
-            )
-        )
-        run_id = run.id
-    queue = InProcessRunQueue(services.sessions, services.live, services.box)
-    await queue.recover()
-    fetched = (await client.get(f"/api/runs/{run_id}")).json()
-    assert fetched["status"] == "failed" and fetched["error"] == texts.RUN_INTERRUPTED
-    msg = (await client.get(f"/api/conversations/{conv['id']}/messages")).json()[0]
-    assert msg["status"] == "failed" and msg["body"] == "half"
-    await queue.close()
+        return run.id
 
 
 async def test_paused_agent_fails_the_run_visibly(client: httpx.AsyncClient) -> None:

@@ -98,6 +98,10 @@ async def test_a_worker_killed_mid_run_fails_the_run_visibly(cluster: Cluster) -
     async with httpx.AsyncClient(base_url=str(a.url), timeout=20) as api:
         worker = cluster.worker("w1", concurrency=1)
         conv = await _conversation(api, EXAMPLE)
+        # With the agent's re-run on (the default) the run would be queued again instead.
+        agent_id = (await api.get(f"/api/conversations/{conv}")).json()["agent_id"]
+        patched = await api.patch(f"/api/agents/{agent_id}", json={"rerun_interrupted": False})
+        assert patched.status_code == 200, patched.text
         run_id = await _post(api, conv, "count to 1000")
         await wait_until(lambda: _running(api, run_id), timeout=30)
         worker.kill9()
