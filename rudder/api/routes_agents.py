@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rudder import agent_control
@@ -172,7 +174,11 @@ async def list_revisions(agent_id: str, actor: ActorDep, session: SessionDep) ->
     responses=error_responses(403, 404, 409, 422),
 )
 async def rollback_revision(
-    agent_id: str, rev: int, actor: ActorDep, session: SessionDep, services: ServicesDep
+    agent_id: str,
+    rev: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    actor: ActorDep,
+    session: SessionDep,
+    services: ServicesDep,
 ) -> AgentOut:
     """Bring the configuration back to what it was right after revision `rev`."""
     agent = await load_agent(session, actor, agent_id)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
@@ -162,7 +162,7 @@ async def save_configuration(
 @router.post("/agents/{agent_id}/revisions/{rev}/rollback", response_class=HTMLResponse)
 async def rollback(
     agent_id: str,
-    rev: int,
+    rev: Annotated[int, Path(ge=1, le=2**31 - 1)],
     request: Request,
     actor: ActorDep,
     session: SessionDep,

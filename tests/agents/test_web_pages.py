@@ -138,7 +138,7 @@ async def test_agent_tabs_edit_everything(client: httpx.AsyncClient) -> None:
         f"/agents/{aid}/configuration",
         data={
             "runtime_type": "http",
-            "rt.http.url": "http://127.0.0.1:9/agent",
+            "rt.http.url": "http://agent.example:9/agent",
             "rt.http.headers.0.name": "X-Team",
             "rt.http.headers.0.value": "blue",
         },
@@ -148,7 +148,7 @@ async def test_agent_tabs_edit_everything(client: httpx.AsyncClient) -> None:
     assert now["runtime_type"] == "http"
     assert now["runtime_config"]["headers"] == {"X-Team": "blue"}
     page = await client.get(f"/agents/{aid}/configuration")
-    assert 'value="http://127.0.0.1:9/agent"' in page.text and "Roll back to this" in page.text
+    assert 'value="http://agent.example:9/agent"' in page.text and "Roll back to this" in page.text
     revisions = (await client.get(f"/api/agents/{aid}/revisions")).json()
     first_runtime = next(r["rev"] for r in revisions if r["source"] == "create")
     back = await client.post(f"/agents/{aid}/revisions/{first_runtime}/rollback")
