@@ -161,9 +161,13 @@ async def setup(rudder: httpx.AsyncClient, sb: httpx.AsyncClient) -> tuple[str, 
         texts = [m["text"] for m in items if m["sender"]["sender_type"] == "app"]
         return texts[0] if texts else None
 
-    code = re.search(r"/bind/feishu/([\w-]+)", await wait_until(prompt, 10))
-    assert code is not None
-    (await rudder.post(f"/api/feishu-bindings/{code.group(1)}/confirm")).raise_for_status()
+    text = await wait_until(prompt, 10)
+    link = re.search(r"/bind/feishu/([\w-]+)", text)
+    # The private prompt carries the code the bind page asks for (docs/feishu-chats.md).
+    code = re.search(r"enter this code: ([A-Z0-9]{4}-[A-Z0-9]{4})", text)
+    assert link is not None and code is not None
+    confirm = f"/api/feishu-bindings/{link.group(1)}/confirm"
+    (await rudder.post(confirm, json={"confirmation_code": code.group(1)})).raise_for_status()
     return user, chat
 
 
