@@ -158,7 +158,7 @@ def approve(
         # The app holds what the preset asked for (and the person approved), nothing more.
         addons = reg.prefill.get("addons")
         if isinstance(addons, dict):
-            app.scopes = requested_scopes(addons)
+            app.scopes = granted_scopes(addons)
         reg.status = RegistrationStatus.APPROVED
         reg.app_id, reg.user_id, reg.approved_brand = app.app_id, user.user_id, chosen
         sandbox.touch()
@@ -188,6 +188,18 @@ def decode_addons(raw: str) -> dict[str, Any]:
     except (ValueError, OSError, EOFError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def granted_scopes(addons: dict[str, Any]) -> list[str]:
+    """The scope names the preset asked for (tenant and user), as the app then holds them."""
+    scopes = addons.get("scopes")
+    found: list[str] = []
+    if isinstance(scopes, dict):
+        for kind in ("tenant", "user"):
+            items = scopes.get(kind)
+            if isinstance(items, list):
+                found.extend(s for s in items if isinstance(s, str) and s not in found)
+    return found
 
 
 def requested_scopes(addons: dict[str, Any]) -> list[str]:

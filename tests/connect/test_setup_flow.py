@@ -64,6 +64,9 @@ async def test_connect_feishu_end_to_end(rig: FeishuRig) -> None:
         integration["bot_name"] == agent["name"] and integration["transport"] == "long_connection"
     )
     assert integration["slash_commands"]["state"] == "registered"
+    # The app holds what the preset asked for, names of people and chats included.
+    granted = (await rig.control("GET", f"/apps/{integration['app_id']}"))["scopes"]
+    assert {"contact:user.base:readonly", "im:chat:readonly", "im:message"} <= set(granted)
     commands = await rig.control("GET", f"/apps/{integration['app_id']}/slash_commands")
     names = {
         c["command"]
