@@ -182,6 +182,19 @@ def _install_sqlite_transactions(sync_engine: Any) -> None:
         if record.info.pop(_IN_WRITE, None):
             turn.release()
 
+    # An invalidated connection (its task cancelled mid-statement, say) is never reset: the pool
+    # discards it and clears its record's info at the next checkout, which would keep the turn
+    # held forever and stall every writer after it. Give the turn back when it goes.
+    @event.listens_for(sync_engine.pool, "invalidate")
+    def _invalidated(_dbapi_connection: Any, record: Any, _exception: Any) -> None:
+        if record.info.pop(_IN_WRITE, None):
+            turn.release()
+
+    @event.listens_for(sync_engine.pool, "close")
+    def _closed(_dbapi_connection: Any, record: Any) -> None:
+        if record.info.pop(_IN_WRITE, None):
+            turn.release()
+
 
 def _sqlite_path(url: str) -> Path | None:
     database = make_url(url).database

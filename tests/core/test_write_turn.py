@@ -65,3 +65,35 @@ async def test_a_nested_write_fails_at_once_and_urgent_writers_go_first(tmp_path
         assert order == ["urgent", "normal"]
     finally:
         await engine.dispose()
+
+
+async def test_a_writer_cancelled_mid_statement_gives_the_turn_back(tmp_path: Path) -> None:
+    """Cancelled inside a statement, the connection is invalidated and never reset by the pool;
+    the turn must still come back, or every later writer of the process waits until it gives
+    up ("no write turn within 60 s"). (SQLite's own lock goes with the connection.)"""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    sessions = session_factory(engine)
+    turn = write_turn(engine)
+    assert turn is not None
+    slow = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 4000000) "
+        "SELECT count(*) FROM c"
+    )
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (n INTEGER)"))
+
+        async def stuck() -> None:
+            async with sessions() as session, session.begin():
+                await session.execute(text("INSERT INTO t VALUES (1)"))
+                await session.execute(text(slow))  # cancelled while SQLite works on this
+
+        task = asyncio.create_task(stuck())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(BaseException):  # noqa: B017 - cancelled, or the driver's own error
+            await task
+        await asyncio.wait_for(turn.acquire(), 5)
+        turn.release()
+    finally:
+        await engine.dispose()
