@@ -292,6 +292,8 @@ async def test_messenger_streams_and_stops(live: Live, monkeypatch: pytest.Monke
     await page.goto(live.url + "/messenger")
     await page.get_by_role("button", name="New conversation").click()
     await expect(page.locator("#composer")).to_be_visible()
+    # The new page's deferred scripts (Enter sends) have run by "load", not by "visible".
+    await page.wait_for_load_state("load")
 
     await page.get_by_label("Message").fill("hello there")
     await page.get_by_label("Message").press("Enter")
