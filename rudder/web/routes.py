@@ -14,6 +14,7 @@ from rudder.web import (
     pages_integrations,
     pages_messenger,
     pages_org,
+    pages_org_host,
 )
 from rudder.web.templating import HERE
 
@@ -24,6 +25,7 @@ router.include_router(pages_docs.router)
 router.include_router(pages_connect.router)
 # Before pages_agents and pages_messenger: /agents/new and /messenger/attention are not ids.
 router.include_router(pages_agents_host.router)
+router.include_router(pages_org_host.router)
 router.include_router(pages_agents.router)
 router.include_router(pages_integrations.router)
 router.include_router(pages_messenger.router)
