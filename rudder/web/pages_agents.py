@@ -25,7 +25,7 @@ router = APIRouter(include_in_schema=False)
 RUNS_SHOWN = 50
 
 
-def _agent_page(
+def agent_page(
     request: Request,
     frame: Shell,
     agent: Agent,
@@ -82,7 +82,7 @@ async def overview(
         "last_run": last_run,
         "integration": integration,
     }
-    return _agent_page(request, frame, agent, "overview", context)
+    return agent_page(request, frame, agent, "overview", context)
 
 
 async def _config_context(
@@ -119,7 +119,7 @@ async def configuration(
     frame = await shell(request, session, actor, agent.org_id)
     context = await _config_context(session, agent, agent.runtime_type, dict(agent.runtime_config))
     context["saved"] = request.query_params.get("saved") == "1"
-    return _agent_page(request, frame, agent, "configuration", context)
+    return agent_page(request, frame, agent, "configuration", context)
 
 
 @router.post("/agents/{agent_id}/configuration", response_class=HTMLResponse)
@@ -155,7 +155,7 @@ async def save_configuration(
         context["config_json_override"] = data.get("runtime_config_json") or data.get(
             "runtime_config"
         )
-        return _agent_page(request, frame, agent, "configuration", context, status=422)
+        return agent_page(request, frame, agent, "configuration", context, status=422)
     return RedirectResponse(f"/agents/{agent.id}/configuration?saved=1", status_code=303)
 
 
@@ -186,7 +186,7 @@ async def rollback(
             session, agent, agent.runtime_type, dict(agent.runtime_config)
         )
         context["errors"] = [exc.detail]
-        return _agent_page(request, frame, agent, "configuration", context, status=exc.status)
+        return agent_page(request, frame, agent, "configuration", context, status=exc.status)
     await agent_control.release_budgets(services, agent.org_id, actor.label)
     return RedirectResponse(f"/agents/{agent.id}/configuration?saved=1", status_code=303)
 
@@ -207,7 +207,7 @@ async def runs(
             .limit(RUNS_SHOWN)
         )
     )
-    return _agent_page(request, frame, agent, "runs", {"runs": rows})
+    return agent_page(request, frame, agent, "runs", {"runs": rows})
 
 
 @router.get("/agents/{agent_id}/runs/{run_id}", response_class=HTMLResponse)
@@ -228,7 +228,7 @@ async def run_detail(
     transcript = "".join(str(e.payload.get("text", "")) for e in events if e.kind == "text")
     others = [e for e in events if e.kind != "text"]
     context = {"run": run, "transcript": transcript, "others": others}
-    return _agent_page(request, frame, agent, "run", context)
+    return agent_page(request, frame, agent, "run", context)
 
 
 @router.post("/agents/{agent_id}/runs/{run_id}/cancel", response_class=HTMLResponse)

@@ -21,11 +21,11 @@ from rudder.db.models import (
 from rudder.domain import agents as agents_domain
 from rudder.domain import budgets, costs, skills
 from rudder.domain.errors import DomainError, Forbidden, Invalid
-from rudder.runtimes import RUNTIME_LABELS
 from rudder.runtimes.envcheck import check_environment
 from rudder.runtimes.policy import RuntimePolicy
 from rudder.web import runtime_forms
 from rudder.web.lookups import find_agent
+from rudder.web.pages_agents import agent_page
 from rudder.web.templating import Shell, fragment, not_found, render, shell
 
 router = APIRouter(include_in_schema=False)
@@ -59,23 +59,6 @@ async def _org_context(session: AsyncSession, org_id: str) -> dict[str, Any]:
         "library": await skills.list_skills(session, org_id),
         "roles": ROLES,
     }
-
-
-def _tab(
-    request: Request,
-    frame: Shell,
-    agent: Agent,
-    tab: str,
-    context: dict[str, Any],
-    status: int = 200,
-) -> HTMLResponse:
-    data = {
-        "agent": agent,
-        "tab": tab,
-        "runtime_label": RUNTIME_LABELS.get(agent.runtime_type, agent.runtime_type),
-        **context,
-    }
-    return render(request, f"agents/{tab}.html", frame, data, status_code=status, nav="agents")
 
 
 async def _agent_or_404(
@@ -226,7 +209,7 @@ async def _save(
         frame = await shell(request, session, actor, agent.org_id)
         context = await _tab_context(session, agent, tab)
         context["errors"] = [exc.detail]
-        return _tab(request, frame, agent, tab, context, status=422)
+        return agent_page(request, frame, agent, tab, context, status=422)
     if any(k in changes for k in agents_domain.BUDGET_KEYS):
         await agent_control.release_budgets(services, agent.org_id, actor.label)
     return RedirectResponse(f"/agents/{agent.id}/{tab}?saved=1", status_code=303)
@@ -282,7 +265,7 @@ async def agent_tab(
     context = await _tab_context(session, agent, tab)
     context["saved"] = request.query_params.get("saved") == "1"
     context["created"] = request.query_params.get("created") == "1"
-    return _tab(request, frame, agent, tab, context)
+    return agent_page(request, frame, agent, tab, context)
 
 
 @router.post("/agents/{agent_id}/profile", response_class=HTMLResponse)
@@ -345,7 +328,7 @@ async def save_budget(
     except (DomainError, ValueError) as exc:
         context = await _tab_context(session, agent, "budget")
         context["errors"] = [getattr(exc, "detail", None) or "budget_warn_percent: a whole number"]
-        return _tab(request, frame, agent, "budget", context, status=422)
+        return agent_page(request, frame, agent, "budget", context, status=422)
     return await _save(request, session, actor, agent, "budget", changes, services)
 
 
@@ -372,7 +355,7 @@ async def change_status(
         await session.refresh(agent)
         context = await _tab_context(session, agent, "profile")
         context["errors"] = [exc.detail]
-        return _tab(request, frame, agent, "profile", context, status=409)
+        return agent_page(request, frame, agent, "profile", context, status=409)
     return RedirectResponse(f"/agents/{agent.id}/profile", status_code=303)
 
 
