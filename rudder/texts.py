@@ -130,6 +130,8 @@ WEB_INTEGRATION_INTRO = (
 WEB_CONNECT_HINT = "Opens Feishu or Lark in a new tab with the bot name prefilled."
 WEB_CHOOSE_REGION = "Choose Feishu CN or Lark Global first."
 WEB_SETUP_START_FAILED = "Could not start the setup with {product}: {detail}"
+WEB_SETUP_CANCEL = "Cancel"
+WEB_SETUP_SWITCH = "Use {product} instead"
 WEB_SETUP_WAITING = "Confirm the app authorization in {product}; this page updates by itself."
 WEB_SETUP_QR_HINT = "On a phone, scan the code instead."
 WEB_MANUAL_INTRO = (
@@ -275,4 +277,30 @@ PUBLIC_URL_UNSET = (
     "RUDDER_PUBLIC_URL is not set: browsers' sign-ins and forms are accepted only from pages "
     "opened at a loopback address, and links in Feishu point at {url}. Set it to the address "
     "people open."
+)
+
+# -- Setup: unreachable, cancelled, switched, approved late ---------------------------------------
+SETUP_START_UNREACHABLE = (
+    "Rudder can't reach {product} from this machine — check the network or proxy; "
+    "to try offline, run `rudder start --sandbox`."
+)
+SETUP_CANCELLED = "Cancelled by {actor}."
+SETUP_NOT_PENDING = "This setup is already {status}; there is nothing to cancel."
+# An abandoned (cancelled or replaced) setup whose code was still approved in Feishu: the app
+# exists there either way, so Rudder connects it when the agent has no bot yet, and otherwise
+# says which app to delete rather than leave a silent bot nobody answers.
+SETUP_LATE_APPROVAL_CONNECTED = (
+    "The app from an earlier setup was approved in {product}, so the agent is connected to it."
+)
+SETUP_SUPERSEDED_BY_LATE_APPROVAL = (
+    "Ended: the app from an earlier setup of this agent was approved and connected instead."
+)
+SETUP_ORPHAN_APP = (
+    "An app from an abandoned setup was approved in {product} (App ID {app_id}), but this agent "
+    "already has a bot. Rudder does not use that app: delete it in the {product} developer "
+    "console so nobody messages it."
+)
+CREDENTIALS_ON_OTHER_PRODUCT = (
+    "App ID {app_id} is a {other} app, not a {product} one: {other} is selected below — "
+    "connect again to use it."
 )

@@ -133,10 +133,30 @@ async def start_setup(
     try:
         row = await setups.poller(services).start(agent, Region(body.region), actor=actor.label)
     except FeishuError as exc:
-        raise Invalid(
-            f"Could not start the setup with {Region(body.region).label}: {exc}"
-        ) from None
+        raise Invalid(setups.start_failed_text(Region(body.region), exc)) from None
     return SetupOut(**setups.setup_view(row))
+
+
+@router.post(
+    "/integration-setups/{setup_id}/cancel",
+    response_model=SetupOut,
+    responses=error_responses(403, 409),
+)
+async def cancel_setup(
+    setup_id: str, actor: ActorDep, session: SessionDep, services: ServicesDep
+) -> SetupOut:
+    """Cancel a pending setup. Its code is still watched until it expires: an approval that
+    comes anyway connects the app if the agent has no bot, or is named for deletion."""
+    row = await setups.get_setup(services, setup_id)
+    try:
+        await require_org(session, actor, row.org_id)
+    except NotFound:
+        raise NotFound("setup session not found") from None
+    agent = await load_agent(session, actor, row.agent_id)
+    await connecting.require_bot_manager(services, agent, actor.label)
+    await session.close()
+    ended = await setups.poller(services).cancel(setup_id, actor=actor.label)
+    return SetupOut(**setups.setup_view(ended))
 
 
 @router.get("/integration-setups/{setup_id}", response_model=SetupOut)

@@ -47,7 +47,7 @@ class SetupSession(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
     region: Mapped[str] = mapped_column(String(20))
-    # pending | connected | denied | expired | failed
+    # pending | connected | denied | expired | failed | cancelled (rudder.feishu.setup)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     device_code_ciphertext: Mapped[bytes | None] = mapped_column(default=None)
     user_code: Mapped[str | None] = mapped_column(String(50), default=None)

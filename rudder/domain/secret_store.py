@@ -151,8 +151,11 @@ def _rotate_secret(box: SecretBox, row: Secret) -> bool:
 def _rotate_setup(box: SecretBox, setup: SetupSession) -> str:
     blob = setup.device_code_ciphertext
     assert blob is not None
-    if setup.status != "pending":
-        # Only a pending setup polls with its device code; a leftover one is just a liability.
+    if setup.status != "pending" and not (
+        setup.status in ("failed", "cancelled") and setup.expires_at > utcnow()
+    ):
+        # Only a pending setup, or an abandoned one whose code may still be approved (see
+        # rudder.feishu.setup), polls with its device code; a leftover one is a liability.
         setup.device_code_ciphertext = None
         return "cleared"
     aad = device_code_aad(setup.id)

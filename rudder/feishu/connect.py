@@ -15,7 +15,7 @@ from rudder.db.models import Agent, Integration, utcnow
 from rudder.domain import activity, orgs, secret_store
 from rudder.domain.errors import Conflict, Invalid
 from rudder.feishu.client import BotClient, BotInfo
-from rudder.feishu.errors import COMMAND_EXISTS, FeishuError
+from rudder.feishu.errors import COMMAND_EXISTS, FeishuError, FeishuTransportError
 from rudder.feishu.regions import Region
 from rudder.services import Services
 
@@ -56,6 +56,22 @@ def bot_client(services: Services, region: Region, app_id: str, app_secret: str)
     )
 
 
+class WrongProduct(Invalid):
+    """The credentials are good, on the other product: the form preselects `suggested`."""
+
+    def __init__(self, detail: str, suggested: Region) -> None:
+        super().__init__(detail)
+        self.suggested = suggested
+
+
+async def _works_on(services: Services, region: Region, creds: Credentials) -> bool:
+    try:
+        await bot_client(services, region, creds.app_id, creds.app_secret).tenant_token()
+    except FeishuError:
+        return False
+    return True
+
+
 async def verify(services: Services, creds: Credentials) -> BotInfo:
     """Mint a token and read the bot: proves the credential and the product (CN vs Global)."""
     client = bot_client(services, creds.region, creds.app_id, creds.app_secret)
@@ -63,6 +79,13 @@ async def verify(services: Services, creds: Credentials) -> BotInfo:
     try:
         await client.tenant_token()
     except FeishuError as exc:
+        if not isinstance(exc, FeishuTransportError) and await _works_on(services, other, creds):
+            raise WrongProduct(
+                texts.CREDENTIALS_ON_OTHER_PRODUCT.format(
+                    app_id=creds.app_id, product=creds.region.label, other=other.label
+                ),
+                other,
+            ) from None
         raise Invalid(
             texts.CREDENTIALS_UNKNOWN.format(
                 product=creds.region.label,

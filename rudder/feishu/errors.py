@@ -53,3 +53,7 @@ class FeishuTransportError(FeishuError):
 
     def __init__(self, msg: str, *, path: str = "") -> None:
         super().__init__(-1, msg, path=path)
+
+
+class FeishuUnreachable(FeishuTransportError):
+    """No connection to the Feishu/Lark host at all (name lookup, refused, timed out, proxy)."""

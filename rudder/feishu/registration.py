@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from rudder.feishu.errors import FeishuTransportError
+from rudder.feishu.errors import FeishuTransportError, FeishuUnreachable
 from rudder.feishu.regions import HostKind, Region, endpoint
 
 PATH = "/oauth/v1/app/registration"
@@ -118,6 +118,10 @@ async def _post(
     try:
         response = await http.post(ep.url(PATH), data=form, headers=ep.headers, timeout=15.0)
         body = response.json()
+    except httpx.TransportError as exc:
+        raise FeishuUnreachable(
+            f"app registration on {region.label} failed: {exc or type(exc).__name__}", path=PATH
+        ) from exc
     except (httpx.HTTPError, ValueError) as exc:
         raise FeishuTransportError(
             f"app registration on {region.label} failed: {exc}", path=PATH

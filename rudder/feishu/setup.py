@@ -1,10 +1,17 @@
 """Setup sessions: the short-lived Connect flow, polled in the background, resumed on restart.
 
-Lifecycle (transitions only in `_finish`):
+Lifecycle (transitions only in `_finish`, and `_late_approval` for abandoned ones):
   pending ─┬─> connected   the app was approved and its credential verified and stored
            ├─> denied      the person declined on the confirm page
            ├─> expired     the registration code or our 10-minute limit ran out
+           ├─> cancelled   a person cancelled it (web: Cancel, API: POST …/cancel)
            └─> failed      replaced by a newer setup, or an unrecoverable error
+
+A cancelled or replaced setup is *abandoned*, not forgotten: its code can still be approved in
+Feishu, which creates the app there whatever Rudder does (the registration flow has no way to
+withdraw a code). So it is still polled, quietly, until the code expires. An approval that comes
+late connects the app when the agent has no bot yet; otherwise the Integrations tab names the
+app to delete. Either way no bot is left that people can message and nobody answers.
 
 As in the official SDKs, registration begins and polls on the Feishu accounts host whichever
 product was chosen (`region`, which picks the verification link's host); an answer naming a Lark
@@ -27,11 +34,11 @@ from sqlalchemy import select
 from rudder import texts
 from rudder.db.models import Agent, SetupSession, utcnow
 from rudder.domain import activity
-from rudder.domain.errors import DomainError, NotFound
+from rudder.domain.errors import Conflict, DomainError, NotFound
 from rudder.domain.secrets import secret_aad
 from rudder.feishu import connect as connecting
 from rudder.feishu import registration as reg
-from rudder.feishu.errors import FeishuError
+from rudder.feishu.errors import FeishuError, FeishuUnreachable
 from rudder.feishu.regions import Region
 from rudder.services import Services
 
@@ -39,7 +46,10 @@ log = logging.getLogger(__name__)
 
 MAX_SETUP_S = 10 * 60
 MAX_POLL_FAILURES = 5  # consecutive unreachable/garbled answers before the setup fails  # "Setup sessions are short-lived": at most ten minutes
-FINAL = ("connected", "denied", "expired", "failed")
+FINAL = ("connected", "denied", "expired", "failed", "cancelled")
+# Final statuses whose code may still be approved in Feishu (see the module docstring).
+ABANDONED = ("failed", "cancelled")
+ORPHAN_ACTION = "feishu.setup_orphan_app"
 DESCRIPTION = "Rudder agent {name}: talk to it in Feishu or Lark."
 
 
@@ -80,6 +90,13 @@ def setup_view(row: SetupSession) -> dict[str, Any]:
         "error": row.error,
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,
     }
+
+
+def start_failed_text(region: Region, exc: FeishuError) -> str:
+    """Why a setup could not start, in words for people (no resolver errors for a lost network)."""
+    if isinstance(exc, FeishuUnreachable):
+        return texts.SETUP_START_UNREACHABLE.format(product=region.label)
+    return texts.WEB_SETUP_START_FAILED.format(product=region.label, detail=exc)
 
 
 def setup_topic(setup_id: str) -> str:
@@ -133,9 +150,28 @@ class SetupPoller:
                 details={"region": region.value},
             )
         for old in replaced:
-            await self._finish(old, "failed", texts.SETUP_REPLACED)
+            # Its poll goes on quietly until the code expires: see "abandoned" above.
+            await self._finish(old, "failed", texts.SETUP_REPLACED, keep_code=True)
         self._spawn(row.id, begun.interval_s)
         return row
+
+    async def cancel(self, setup_id: str, *, actor: str) -> SetupSession:
+        async with self.services.sessions() as session:
+            row = await session.get(SetupSession, setup_id)
+        if row is None:
+            raise NotFound("setup session not found")
+        if row.status != "pending":
+            raise Conflict(texts.SETUP_NOT_PENDING.format(status=row.status))
+        ended = await self._finish(
+            setup_id,
+            "cancelled",
+            texts.SETUP_CANCELLED.format(actor=actor),
+            actor=actor,
+            keep_code=True,
+        )
+        if ended is None:  # it ended on its own a moment ago
+            return await get_setup(self.services, setup_id)
+        return ended
 
     def _spawn(self, setup_id: str, interval_s: float | None = None) -> None:
         task = self._tasks.get(setup_id)
@@ -145,16 +181,26 @@ class SetupPoller:
             )
 
     async def resume(self) -> None:
-        """After a restart: keep polling live sessions, expire the lapsed ones."""
+        """After a restart: keep polling live and abandoned sessions, expire the lapsed ones."""
         async with self.services.sessions() as session:
             rows = list(
-                await session.scalars(select(SetupSession).where(SetupSession.status == "pending"))
+                await session.scalars(
+                    select(SetupSession).where(
+                        (SetupSession.status == "pending")
+                        | (
+                            SetupSession.status.in_(ABANDONED)
+                            & SetupSession.device_code_ciphertext.is_not(None)
+                        )
+                    )
+                )
             )
         for row in rows:
-            if row.expires_at <= utcnow():
+            if row.expires_at > utcnow():
+                self._spawn(row.id)
+            elif row.status == "pending":
                 await self._finish(row.id, "expired", texts.SETUP_EXPIRED)
             else:
-                self._spawn(row.id)
+                await self._forget_code(row.id)
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())
@@ -169,18 +215,25 @@ class SetupPoller:
             await asyncio.wait({task}, timeout=timeout)
 
     async def _finish(
-        self, setup_id: str, status: str, error: str | None = None
+        self,
+        setup_id: str,
+        status: str,
+        error: str | None = None,
+        *,
+        actor: str = "system",
+        keep_code: bool = False,
     ) -> SetupSession | None:
         async with self.services.sessions() as session, session.begin():
             row = await session.get(SetupSession, setup_id)
             if row is None or row.status in FINAL:
                 return None
             row.status, row.error, row.finished_at = status, error, utcnow()
-            row.device_code_ciphertext = None  # no longer needed; don't keep secrets around
+            if not keep_code:  # no longer needed; don't keep secrets around
+                row.device_code_ciphertext = None
             activity.record(
                 session,
                 org_id=row.org_id,
-                actor="system",
+                actor=actor,
                 action=f"feishu.setup_{status}",
                 entity_type="setup_session",
                 entity_id=row.id,
@@ -199,12 +252,22 @@ class SetupPoller:
         except Exception as exc:
             log.exception("setup %s failed", setup_id)
             await self._finish(setup_id, "failed", f"Setup failed: {exc}")
+        await self._forget_code(setup_id)
+
+    async def _forget_code(self, setup_id: str) -> None:
+        """Its poll is over: an abandoned setup's device code is no longer worth keeping."""
+        async with self.services.sessions() as session, session.begin():
+            row = await session.get(SetupSession, setup_id)
+            if row is not None and row.status in FINAL:
+                row.device_code_ciphertext = None
 
     async def _poll(self, setup_id: str, interval_s: float | None = None) -> None:
         services = self.services
         async with services.sessions() as session:
             row = await session.get(SetupSession, setup_id)
-            if row is None or row.status != "pending" or row.device_code_ciphertext is None:
+            if row is None or row.device_code_ciphertext is None:
+                return
+            if row.status != "pending" and row.status not in ABANDONED:
                 return
             device_code = services.box.decrypt(row.device_code_ciphertext, _aad(row.id))
             chosen = Region(row.region)
@@ -300,18 +363,88 @@ class SetupPoller:
         assert result.client_id and result.client_secret
         async with self.services.sessions() as session:
             agent = await session.get(Agent, agent_id)
-        if agent is None:
+            row = await session.get(SetupSession, setup_id)
+        if agent is None or row is None:
             await self._finish(setup_id, "failed", "The agent was deleted during setup.")
             return
         creds = connecting.Credentials(
             region=region, app_id=result.client_id, app_secret=result.client_secret
         )
+        if row.status != "pending":
+            await self._late_approval(row, agent, creds)
+            return
         try:
             await connecting.connect(self.services, agent, creds, actor="system", via="setup")
         except DomainError as exc:
             await self._finish(setup_id, "failed", exc.detail)
             return
         await self._finish(setup_id, "connected")
+
+    async def _late_approval(
+        self, row: SetupSession, agent: Agent, creds: connecting.Credentials
+    ) -> None:
+        """An abandoned setup's code was approved: connect it if the agent is free, else say so."""
+        services = self.services
+        async with services.sessions() as session:
+            current = await connecting.integration_for_agent(session, agent.id)
+        detail: str | None = None
+        if current is None or current.status == "disconnected":
+            try:
+                await connecting.connect(services, agent, creds, actor="system", via="setup")
+            except DomainError as exc:
+                detail = exc.detail
+            else:
+                await self._settle_late(row, agent, creds, connected=True)
+                return
+        await self._settle_late(row, agent, creds, connected=False, detail=detail)
+
+    async def _settle_late(
+        self,
+        row: SetupSession,
+        agent: Agent,
+        creds: connecting.Credentials,
+        *,
+        connected: bool,
+        detail: str | None = None,
+    ) -> None:
+        product = creds.region.label
+        async with self.services.sessions() as session, session.begin():
+            stored = await session.get(SetupSession, row.id)
+            if stored is None:
+                return
+            details = {"setup_id": row.id, "app_id": creds.app_id, "region": creds.region.value}
+            if connected:
+                stored.status, stored.poll_host = "connected", creds.region.value
+                stored.error = texts.SETUP_LATE_APPROVAL_CONNECTED.format(product=product)
+                action = "feishu.setup_late_approval"
+            else:
+                stored.error = texts.SETUP_ORPHAN_APP.format(product=product, app_id=creds.app_id)
+                action = ORPHAN_ACTION
+                if detail:
+                    details["detail"] = detail
+            stored.device_code_ciphertext = None
+            activity.record(
+                session,
+                org_id=row.org_id,
+                actor="system",
+                action=action,
+                entity_type="agent",
+                entity_id=agent.id,
+                details=details,
+            )
+            newer = list(
+                await session.scalars(
+                    select(SetupSession.id).where(
+                        SetupSession.agent_id == agent.id, SetupSession.status == "pending"
+                    )
+                )
+            )
+        if connected:  # the person got their bot: the newer codes are abandoned in turn
+            for setup_id in newer:
+                await self._finish(
+                    setup_id, "failed", texts.SETUP_SUPERSEDED_BY_LATE_APPROVAL, keep_code=True
+                )
+        self.services.live.publish(setup_topic(row.id), "setup.updated", setup_view(stored))
 
 
 async def get_setup(services: Services, setup_id: str) -> SetupSession:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rudder import texts
 from rudder.api.deps import ActorDep, ServicesDep, SessionDep
 from rudder.api.routes_feishu import ManualIn
-from rudder.db.models import Agent, InboundEvent, Integration, SetupSession
+from rudder.db.models import ActivityLog, Agent, InboundEvent, Integration, SetupSession
 from rudder.domain.errors import DomainError
 from rudder.feishu import connect as connecting
 from rudder.feishu import setup as setups
@@ -25,6 +25,7 @@ from rudder.feishu.errors import FeishuError
 from rudder.feishu.regions import Region, parse_region
 from rudder.services import Services
 from rudder.web.lookups import find_agent
+from rudder.web.pages_connect import short_setup_link
 from rudder.web.qr import qr_svg
 from rudder.web.templating import fragment, not_found, render, shell
 
@@ -68,6 +69,9 @@ async def _panel_context(
         )
     product = Region(integration.region).label if integration and integration.region else ""
     setup_product = Region(setup.region).label if setup else ""
+    other_region = (
+        (Region.LARK if setup.region == Region.FEISHU.value else Region.FEISHU) if setup else None
+    )
     return {
         "agent": agent,
         "integration": integration if connected else None,
@@ -83,13 +87,46 @@ async def _panel_context(
         "setup_switched": setups.outcome_text(setup)
         if connected and setup and setup.status == "connected" and setup.region != setup.poll_host
         else None,
-        "qr": qr_svg(setup.verification_url)
+        # The link and the QR code go through Rudder's short link, so that one opened after the
+        # setup was cancelled or replaced says so instead of approving a code nobody polls.
+        "authorize_url": short_setup_link(services.settings.effective_public_url, setup.id)
+        if setup
+        else None,
+        "qr": qr_svg(short_setup_link(services.settings.effective_public_url, setup.id))
         if setup and setup.status == "pending" and setup.verification_url
         else None,
+        "switch_region": other_region.value if other_region else None,
+        "switch_label": texts.WEB_SETUP_SWITCH.format(product=other_region.label)
+        if other_region
+        else None,
+        "orphans": await _orphan_apps(session, agent.id),
         "regions": REGIONS,
         "error": error,
         "names_hint": _names_hint(services, integration if connected else None, product),
     }
+
+
+ORPHANS_SHOWN = 3
+
+
+async def _orphan_apps(session: AsyncSession, agent_id: str) -> list[str]:
+    """Apps approved from abandoned setups while the agent already had a bot (newest first)."""
+    rows = await session.scalars(
+        select(ActivityLog)
+        .where(ActivityLog.agent_id == agent_id, ActivityLog.action == setups.ORPHAN_ACTION)
+        .order_by(ActivityLog.created_at.desc())
+        .limit(ORPHANS_SHOWN)
+    )
+    found = []
+    for row in rows:
+        try:
+            product = Region(str(row.details.get("region"))).label
+        except ValueError:
+            continue
+        found.append(
+            texts.SETUP_ORPHAN_APP.format(product=product, app_id=row.details.get("app_id"))
+        )
+    return found
 
 
 def _names_hint(services: Services, integration: Integration | None, product: str) -> str | None:
@@ -172,7 +209,7 @@ async def connect(
         try:
             await setups.poller(services).start(agent, chosen, actor=actor.label)
         except FeishuError as exc:
-            error = texts.WEB_SETUP_START_FAILED.format(product=chosen.label, detail=exc)
+            error = setups.start_failed_text(chosen, exc)
     if not _is_htmx(request) and error is None:
         return RedirectResponse(f"/agents/{agent.id}/integrations", status_code=303)
     context = await _panel_context(
@@ -181,6 +218,36 @@ async def connect(
     return fragment(
         request, "agents/_feishu_panel.html", context, status_code=422 if error else 200
     )
+
+
+@router.post("/agents/{agent_id}/integrations/setup/{setup_id}/cancel", response_class=HTMLResponse)
+async def cancel_setup(
+    agent_id: str,
+    setup_id: str,
+    request: Request,
+    actor: ActorDep,
+    session: SessionDep,
+    services: ServicesDep,
+) -> Response:
+    agent = await find_agent(session, actor, agent_id)
+    if agent is None:
+        return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+    await connecting.require_bot_manager(services, agent, actor.label)
+    setup = await session.get(SetupSession, setup_id)
+    if setup is None or setup.agent_id != agent.id:
+        return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+    await session.close()
+    error: str | None = None
+    try:
+        await setups.poller(services).cancel(setup_id, actor=actor.label)
+    except DomainError as exc:
+        error = exc.detail
+    if not _is_htmx(request):
+        return RedirectResponse(f"/agents/{agent.id}/integrations", status_code=303)
+    context = await _panel_context(
+        services, session, agent, await _latest_setup(session, agent.id), error
+    )
+    return fragment(request, "agents/_feishu_panel.html", context)
 
 
 @router.post("/agents/{agent_id}/integrations/disconnect", response_class=HTMLResponse)
@@ -241,6 +308,9 @@ async def connect_manually(
         )
         try:
             await connecting.connect(services, agent, creds, actor=actor.label, via="manual")
+        except connecting.WrongProduct as exc:
+            errors.append(exc.detail)
+            region = exc.suggested.value  # preselect the product the error names
         except (DomainError, FeishuError) as exc:
             errors.append(exc.detail if isinstance(exc, DomainError) else str(exc))
     if not errors:

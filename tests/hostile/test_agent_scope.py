@@ -6,13 +6,14 @@ they take part in, and mentioning everyone needs an owner or admin.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
 
 from rudder import texts
 from rudder.api import routes_feishu_messages
-from rudder.db.models import Agent, Integration, Message
+from rudder.db.models import Agent, Integration, Message, SetupSession, utcnow
 from rudder.domain import auth, orgs
 from rudder.runtimes import DEFAULT_AGENT_RUNTIME
 from tests.helpers import wait_run
@@ -232,6 +233,32 @@ async def test_members_do_not_manage_bots_or_post_to_everyone(bot: Bot) -> None:
             count("bots: changes and posts refused")
         else:
             wrong.append(f"page {path}: {r.status_code} {r.text[:200]}")
+
+    # A pending setup (started by the owner) can't be cancelled by a member, by API or page.
+    async with bot.rig.services.sessions() as session, session.begin():
+        pending = SetupSession(
+            org_id=org_id,
+            agent_id=bot.agent_id,
+            region="feishu",
+            verification_url="https://open.feishu.cn/page/cli?user_code=X",
+            expires_at=utcnow() + timedelta(minutes=5),
+        )
+        session.add(pending)
+        await session.flush()
+        setup_id = pending.id
+    await refused(
+        member, "POST", f"/api/integration-setups/{setup_id}/cancel", texts.BOT_ADMINS_ONLY
+    )
+    r = await client.post(
+        f"/agents/{bot.agent_id}/integrations/setup/{setup_id}/cancel", headers=member
+    )
+    count("bots: changes and posts tried by members and agent tokens")
+    if r.status_code == 403:
+        count("bots: changes and posts refused")
+    else:
+        wrong.append(f"page cancel: {r.status_code} {r.text[:200]}")
+    still = await client.get(f"/api/integration-setups/{setup_id}")
+    assert still.json()["status"] == "pending", still.text
 
     # Posting as the bot: not into any chat by id, not into a conversation they are no part of.
     posts = f"{base}/messages"

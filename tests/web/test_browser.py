@@ -11,6 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -268,7 +269,8 @@ async def test_connect_from_the_integrations_tab(live: Live) -> None:
     authorize = await opened.value
     link = page.locator("#authorize-link")
     await expect(link).to_be_visible()
-    assert "user_code=" in (await link.get_attribute("href") or "")
+    # Through Rudder's short link, which says so once the setup is cancelled or replaced.
+    assert re.search(r"/connect/\w+$", await link.get_attribute("href") or "")
     await authorize.wait_for_load_state()
     assert "user_code=" in authorize.url  # the confirm page of the chosen product
     await authorize.close()
@@ -285,6 +287,57 @@ async def test_connect_from_the_integrations_tab(live: Live) -> None:
     )
     await expect(page.locator("#feishu-panel")).to_contain_text("Feishu CN")
     await expect(page.get_by_role("button", name="Disconnect")).to_be_visible()
+
+
+async def test_connect_errors_show_and_a_setup_can_be_cancelled(live: Live) -> None:
+    _, agent_id = await first_agent(live.api)
+    page = live.page
+    await page.goto(f"{live.url}/agents/{agent_id}/integrations")
+    # Feishu can't be reached: the reason is on the page, in words, with the offline way out.
+    live.services.settings.feishu_base_url = "http://127.0.0.1:9"
+    await page.get_by_role("button", name="Connect", exact=True).click()
+    await expect(page.get_by_test_id("panel-error")).to_contain_text("can't reach Feishu CN")
+    await expect(page.get_by_test_id("panel-error")).to_contain_text("rudder start --sandbox")
+    # Any other failure (here a 503 with a JSON reason) is shown next to the button too.
+    live.services.settings.feishu_base_url = live.sandbox_url
+
+    async def unavailable(route: Any) -> None:
+        await route.fulfill(
+            status=503, content_type="application/json", body='{"detail": "Down for upgrade."}'
+        )
+
+    await page.route("**/integrations/connect", unavailable)
+    await page.get_by_role("button", name="Connect", exact=True).click()
+    await expect(page.get_by_test_id("request-error")).to_have_text("Down for upgrade.")
+    await page.unroute("**/integrations/connect")
+
+    async with page.context.expect_page() as opened:
+        await page.get_by_role("button", name="Connect", exact=True).click()
+    await (await opened.value).close()
+    await expect(page.get_by_test_id("setup-status")).to_have_text("pending")
+    # The earlier reason is gone once an action works.
+    await expect(page.get_by_test_id("request-error")).to_have_count(0)
+    await page.get_by_test_id("setup-cancel").click()
+    await expect(page.get_by_test_id("setup-ended")).to_contain_text("Cancelled by")
+    await expect(page.get_by_role("button", name="Start again")).to_be_visible()
+
+    # The cancelled code is approved anyway (an old tab): the agent gets that bot, and no
+    # second app is left that nobody answers.
+    regs = (await live.sandbox.get("/_sandbox/api/registrations?status=pending")).json()
+    code = regs["items"][0]["user_code"]
+    await live.sandbox.post(f"/_sandbox/api/registrations/{code}/approve", json={})
+
+    async def connected() -> bool:
+        r = await live.api.get(f"/api/agents/{agent_id}/integrations/feishu")
+        return bool(r.json()["status"] == "connected")
+
+    await wait_for(connected, timeout=15)
+    await page.reload()
+    await expect(page.get_by_test_id("integration-status")).to_have_text("connected")
+    apps = (await live.sandbox.get("/_sandbox/api/apps")).json()
+    items = apps.get("items", apps) if isinstance(apps, dict) else apps
+    integration = (await live.api.get(f"/api/agents/{agent_id}/integrations/feishu")).json()
+    assert [a["app_id"] for a in items] == [integration["app_id"]]
 
 
 async def test_messenger_streams_and_stops(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:

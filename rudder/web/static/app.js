@@ -23,3 +23,70 @@
     else form.submit();
   });
 })();
+
+// Failed htmx requests say why where the person clicked: htmx swaps nothing for a 4xx/5xx
+// (except the 422 fragments that carry their own reason) and nothing when Rudder can't be
+// reached, so without this a failed click would look like nothing happened.
+(function () {
+  "use strict";
+  var MAX_CHARS = 300;
+
+  function anchorOf(elt) {
+    if (!(elt instanceof Element)) return null;
+    return elt.closest("form") || elt;
+  }
+
+  function show(elt, message) {
+    var anchor = anchorOf(elt);
+    if (!anchor || !anchor.parentNode) return;
+    var box = anchor.previousElementSibling;
+    if (!box || !box.hasAttribute("data-request-error")) {
+      box = document.createElement("p");
+      box.className = "notice error";
+      box.setAttribute("role", "alert");
+      box.setAttribute("data-request-error", "");
+      box.setAttribute("data-testid", "request-error");
+      anchor.parentNode.insertBefore(box, anchor);
+    }
+    box.textContent = message;
+  }
+
+  function reasonOf(xhr) {
+    var type = (xhr.getResponseHeader("content-type") || "").toLowerCase();
+    var text = xhr.responseText || "";
+    if (type.indexOf("application/json") !== -1) {
+      try {
+        var body = JSON.parse(text);
+        if (body && typeof body.detail === "string") return body.detail;
+      } catch (ignored) { /* fall through to the status line */ }
+    } else if (type.indexOf("text/html") !== -1 && text) {
+      var doc = new DOMParser().parseFromString(text, "text/html");
+      var alert = doc.querySelector("[role=alert], .notice, h1");
+      var words = (alert || doc.body).textContent.replace(/\s+/g, " ").trim();
+      if (words) return words.slice(0, MAX_CHARS);
+    } else if (text && text.length <= MAX_CHARS) {
+      return text;
+    }
+    return "The request failed (HTTP " + xhr.status + ").";
+  }
+
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail && event.detail.xhr;
+    if (!xhr || xhr.status === 422) return; // the fragment swapped in says why
+    show(event.detail.elt, reasonOf(xhr));
+  });
+
+  document.addEventListener("htmx:sendError", function (event) {
+    show(event.detail && event.detail.elt,
+      "Rudder could not be reached: check that it is still running, then try again.");
+  });
+
+  // A later success clears the old reason.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var detail = event.detail;
+    if (!detail || !detail.successful) return;
+    var anchor = anchorOf(detail.elt);
+    var box = anchor && anchor.previousElementSibling;
+    if (box && box.hasAttribute("data-request-error")) box.remove();
+  });
+})();
