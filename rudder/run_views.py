@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rudder.db.models import Message, Run
+from rudder.markdown_html import body_html
 
 
 @dataclass
@@ -42,6 +43,8 @@ def message_view(m: Message) -> dict[str, Any]:
         "run_id": m.run_id,
         "error": m.error,
         "created_at": m.created_at.isoformat() if m.created_at else None,
+        # A finished reply's Markdown as safe HTML, for the web conversation (None otherwise).
+        "body_html": body_html(m),
     }
 
 

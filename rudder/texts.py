@@ -304,3 +304,22 @@ CREDENTIALS_ON_OTHER_PRODUCT = (
     "App ID {app_id} is a {other} app, not a {product} one: {other} is selected below — "
     "connect again to use it."
 )
+
+# -- A run's page ---------------------------------------------------------------------------------
+RUN_PAGE_SUCCEEDED = "Finished."
+RUN_PAGE_FAILED = "Failed: {reason}"
+RUN_PAGE_STOPPED_BECAUSE = "Stopped: {reason}"
+RUN_PAGE_STOPPED_ON_REQUEST = "Stopped on request (/stop, Stop or Cancel run)."
+RUN_PAGE_STOPPING = "Stopping: a stop was requested."
+RUN_PAGE_ACTIVE = {
+    "queued": "Waiting for its turn.",
+    "running": "Running.",
+    "held": "Held: the agent's budget is used up.",
+}
+WEB_DISCONNECTED = (
+    "{bot} is disconnected: Rudder no longer answers it. The app still exists in {product} — "
+    "delete it in the developer console if nobody needs it, or connect it again with its "
+    "credentials."
+)
+SLASH_RETRY_NOT_CONNECTED = "Connect the bot first: there is no app to register /new and /stop on."
+WEB_SLASH_REASON = "Why: {reason}"

@@ -126,6 +126,33 @@ async def register_slash_commands(client: BotClient) -> dict[str, Any]:
     return {"state": "registered", "commands": sorted(SLASH_COMMANDS)}
 
 
+async def retry_slash_commands(services: Services, agent: Agent, *, actor: str) -> dict[str, Any]:
+    """Try registering /new and /stop again (after the permission was granted, say)."""
+    await require_bot_manager(services, agent, actor)
+    async with services.sessions() as session:
+        integration = await integration_for_agent(session, agent.id)
+        if integration is None or integration.status == "disconnected":
+            raise Invalid(texts.SLASH_RETRY_NOT_CONNECTED)
+        integration_id = integration.id
+    from rudder.feishu.bots import bot_for  # bots imports this module
+
+    slash = await register_slash_commands(await bot_for(services, integration_id))
+    async with services.sessions() as session, session.begin():
+        row = await session.get(Integration, integration_id)
+        if row is not None:
+            row.slash_commands = slash
+            activity.record(
+                session,
+                org_id=row.org_id,
+                actor=actor,
+                action="feishu.slash_commands_retried",
+                entity_type="integration",
+                entity_id=row.id,
+                details={"state": slash["state"]},
+            )
+    return slash
+
+
 async def integration_for_agent(session: AsyncSession, agent_id: str) -> Integration | None:
     return await session.scalar(
         select(Integration).where(

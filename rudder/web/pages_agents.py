@@ -18,6 +18,7 @@ from rudder.feishu import connect as connecting
 from rudder.runtimes import RUNTIME_LABELS
 from rudder.runtimes.policy import RuntimePolicy
 from rudder.web.lookups import find_agent, find_run
+from rudder.web.run_page import run_event_summary, run_outcome
 from rudder.web.templating import Shell, not_found, render, shell
 
 router = APIRouter(include_in_schema=False)
@@ -32,6 +33,8 @@ def agent_page(
     tab: str,
     context: dict[str, Any],
     status: int = 200,
+    *,
+    template: str | None = None,
 ) -> HTMLResponse:
     data = {
         "agent": agent,
@@ -39,7 +42,8 @@ def agent_page(
         "runtime_label": RUNTIME_LABELS.get(agent.runtime_type, agent.runtime_type),
         **context,
     }
-    return render(request, f"agents/{tab}.html", frame, data, status_code=status, nav="agents")
+    name = f"agents/{template or tab}.html"
+    return render(request, name, frame, data, status_code=status, nav="agents")
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -226,9 +230,15 @@ async def run_detail(
     )
     # The transcript is the run's text events joined; other events are listed by kind.
     transcript = "".join(str(e.payload.get("text", "")) for e in events if e.kind == "text")
-    others = [e for e in events if e.kind != "text"]
-    context = {"run": run, "transcript": transcript, "others": others}
-    return agent_page(request, frame, agent, "run", context)
+    others = [(e, run_event_summary(e.kind, e.payload)) for e in events if e.kind != "text"]
+    context = {
+        "run": run,
+        "transcript": transcript,
+        "others": others,
+        "outcome": run_outcome(run),
+    }
+    # The Runs tab stays highlighted on one run's page.
+    return agent_page(request, frame, agent, "runs", context, template="run")
 
 
 @router.post("/agents/{agent_id}/runs/{run_id}/cancel", response_class=HTMLResponse)

@@ -171,8 +171,25 @@ async def integrations(
         "tab": "integrations",
         "manual": _manual_defaults(),
         "manual_errors": [],
+        "disconnected": await _disconnected_notice(session, agent.id)
+        if request.query_params.get("disconnected") and panel["integration"] is None
+        else None,
     }
     return render(request, "agents/integrations.html", frame, context, nav="agents")
+
+
+async def _disconnected_notice(session: AsyncSession, agent_id: str) -> str | None:
+    """Right after Disconnect: what happened, and that the app itself is still in Feishu."""
+    row = await session.scalar(
+        select(Integration)
+        .where(Integration.agent_id == agent_id, Integration.status == "disconnected")
+        .order_by(Integration.created_at.desc())
+        .limit(1)
+    )
+    if row is None:
+        return None
+    product = Region(row.region).label if row.region else "Feishu"
+    return texts.WEB_DISCONNECTED.format(bot=row.bot_name or "The bot", product=product)
 
 
 @router.get("/agents/{agent_id}/integrations/panel", response_class=HTMLResponse)
@@ -250,6 +267,29 @@ async def cancel_setup(
     return fragment(request, "agents/_feishu_panel.html", context)
 
 
+@router.post("/agents/{agent_id}/integrations/slash/retry", response_class=HTMLResponse)
+async def retry_slash(
+    agent_id: str, request: Request, actor: ActorDep, session: SessionDep, services: ServicesDep
+) -> Response:
+    agent = await find_agent(session, actor, agent_id)
+    if agent is None:
+        return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+    await session.close()
+    error: str | None = None
+    try:
+        await connecting.retry_slash_commands(services, agent, actor=actor.label)
+    except DomainError as exc:
+        error = exc.detail
+    if not _is_htmx(request) and error is None:
+        return RedirectResponse(f"/agents/{agent.id}/integrations", status_code=303)
+    context = await _panel_context(
+        services, session, agent, await _latest_setup(session, agent.id), error
+    )
+    return fragment(
+        request, "agents/_feishu_panel.html", context, status_code=422 if error else 200
+    )
+
+
 @router.post("/agents/{agent_id}/integrations/disconnect", response_class=HTMLResponse)
 async def disconnect(
     agent_id: str, request: Request, actor: ActorDep, session: SessionDep, services: ServicesDep
@@ -260,7 +300,7 @@ async def disconnect(
     # Owners and admins only: 403 with the reason, before anything is checked or called.
     await connecting.require_bot_manager(services, agent, actor.label)
     await connecting.disconnect(services, agent, actor=actor.label)
-    return RedirectResponse(f"/agents/{agent.id}/integrations", status_code=303)
+    return RedirectResponse(f"/agents/{agent.id}/integrations?disconnected=1", status_code=303)
 
 
 @router.post("/agents/{agent_id}/integrations/manual", response_class=HTMLResponse)

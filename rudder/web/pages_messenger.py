@@ -19,6 +19,7 @@ from rudder.db.models import Agent, Conversation, Message, Run, User
 from rudder.domain import agents as agents_domain
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
+from rudder.markdown_html import body_html
 from rudder.web import reads
 from rudder.web.lookups import find_agent, find_conversation
 from rudder.web.templating import Shell, not_found, render, shell
@@ -119,6 +120,8 @@ async def _messenger_page(
             }
         context["messages"] = messages
         context["user_names"] = names
+        context["viewer_id"] = actor.user_id
+        context["body_html"] = body_html
         context["agent"] = await session.get(Agent, conv.agent_id)
         context["active"] = bool(await runs_domain.active_runs(session, conv.id))
         if conv.forked_from_conversation_id:

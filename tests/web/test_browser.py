@@ -355,6 +355,16 @@ async def test_messenger_streams_and_stops(live: Live, monkeypatch: pytest.Monke
     await expect(page.locator(".msg.user").last).to_contain_text("hello there")
     assert (await reply.locator(".body").inner_text()).strip()
 
+    # A finished reply's Markdown is rendered live (the example agent echoes what it was sent),
+    # and HTML in it stays text.
+    await page.get_by_label("Message").fill("**loud** <i>quiet</i>")
+    await page.get_by_label("Message").press("Enter")
+    echoed = page.locator(".msg.assistant").nth(1)
+    await expect(echoed).to_have_attribute("data-status", "completed")
+    await expect(echoed.locator(".body.md strong")).to_have_text("loud")
+    await expect(echoed.locator(".body i")).to_have_count(0)
+    await expect(echoed.locator(".body")).to_contain_text("<i>quiet</i>")
+
     # A slow reply: watch it grow, then stop it half-way.
     monkeypatch.setenv("RUDDER_EXAMPLE_DELAY_MS", "150")
     await page.get_by_label("Message").fill("please be slow")
@@ -390,3 +400,15 @@ async def test_bound_conversation_forks_to_a_local_copy(live: Live) -> None:
     await page.get_by_label("Message").fill("continue here")
     await page.get_by_label("Message").press("Enter")
     await expect(page.locator(".msg.assistant").last).to_have_attribute("data-status", "completed")
+
+
+async def test_a_phone_wide_page_does_not_overflow(live: Live) -> None:
+    """At 390 px the top bar and the agent tabs scroll inside the page, never widen it."""
+    _, agent_id = await first_agent(live.api)
+    page = await live.page.context.new_page()
+    await page.set_viewport_size({"width": 390, "height": 800})
+    for path in (f"/agents/{agent_id}/integrations", f"/agents/{agent_id}/runs", "/messenger"):
+        await page.goto(live.url + path)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)
+    await page.close()

@@ -11,7 +11,21 @@
   var composer = document.getElementById("composer");
   var errorBox = document.getElementById("composer-error");
   var agentName = root.getAttribute("data-agent-name") || "Agent";
+  var viewerId = root.getAttribute("data-viewer-id") || "";
+  var userNames = {};
+  try { userNames = JSON.parse(root.getAttribute("data-user-names") || "{}") || {}; } catch (ignored) { userNames = {}; }
+
+  // The same words as the server's template (messenger/page.html), so a message never changes
+  // its author's name when the live stream re-renders it.
+  function authorOf(m) {
+    if (m.role === "assistant") return agentName;
+    if (m.role !== "user") return "system";
+    var name = m.author_user_id && m.author_user_id === viewerId ? "You"
+      : (userNames[m.author_user_id] || (m.external_sender_id ? "Feishu user" : "Member"));
+    return m.external_sender_id ? name + " \u00b7 via Feishu" : name;
+  }
   var active = {};
+  var htmlShown = {};
 
   function messageNode(id) {
     return thread.querySelector('[data-message-id="' + id + '"]');
@@ -24,7 +38,7 @@
       node.setAttribute("data-message-id", m.id);
       var who = document.createElement("span");
       who.className = "who";
-      who.textContent = m.role === "user" ? (m.external_sender_id ? "Feishu user" : "You") : m.role === "assistant" ? agentName : "system";
+      who.textContent = authorOf(m);
       var body = document.createElement("span");
       body.className = "body";
       node.appendChild(who);
@@ -33,7 +47,19 @@
     }
     node.className = "msg " + m.role + " " + m.status;
     node.setAttribute("data-status", m.status);
-    node.querySelector(".body").textContent = m.body || "";
+    var body = node.querySelector(".body");
+    // A finished reply comes with its Markdown rendered (and made safe) by the server.
+    if (m.body_html) {
+      if (htmlShown[m.id] !== m.body_html) {
+        body.innerHTML = m.body_html;
+        htmlShown[m.id] = m.body_html;
+        body.classList.add("md");
+      }
+    } else {
+      delete htmlShown[m.id];
+      body.classList.remove("md");
+      body.textContent = m.body || "";
+    }
     var err = node.querySelector(".err");
     var note = m.status === "failed" ? (m.error || "failed") : m.status === "stopped" ? "Stopped." : "";
     if (note) {
