@@ -49,9 +49,15 @@ body.confirm{font:15px system-ui,sans-serif;max-width:40em;margin:3em auto;paddi
 
 SCRIPT = """"use strict";
 const API = "/_sandbox/api";
-let state = {user: null, chat: null, version: -1, apps: [], chats: []};
+// The chosen user and chat survive a reload (per browser), as a Feishu client remembers its account.
+const remembered = (() => { try { return JSON.parse(localStorage.getItem("sandbox.page") || "{}"); } catch (e) { return {}; } })();
+let state = {user: remembered.user || null, chat: remembered.chat || null, version: -1, apps: [], chats: []};
+function remember() { try { localStorage.setItem("sandbox.page", JSON.stringify({user: state.user, chat: state.chat})); } catch (e) {} }
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
+// Links in messages are clickable, as in Feishu. Runs on escaped text: no quote or angle bracket
+// can be in a match, so a link can't leave its attribute.
+const linkify = (escaped) => escaped.replace(/\\bhttps?:\\/\\/[^\\s<>"']+[^\\s<>"'.,;:!?)]/g, u => `<a href="${u}" target="_blank" rel="noopener noreferrer">${u}</a>`);
 async function call(method, path, body) {
   const r = await fetch(API + path, {method, headers: {"Content-Type": "application/json"},
     body: body === undefined ? undefined : JSON.stringify(body)});
@@ -63,11 +69,14 @@ async function refresh() {
   const users = (await call("GET", "/users")).items;
   state.apps = (await call("GET", "/apps")).items;
   const sel = $("user");
+  if (state.user && !users.some(u => u.user_id === state.user)) { state.user = null; state.chat = null; }
   if (!state.user && users.length) state.user = users[0].user_id;
   sel.innerHTML = users.map(u => `<option value="${esc(u.user_id)}" ${u.user_id === state.user ? "selected" : ""}>${esc(u.name)}</option>`).join("");
   $("bots").innerHTML = state.apps.map(a => `<div><label><input type="checkbox" class="bot-pick" value="${esc(a.app_id)}"> ${esc(a.name)}</label>
     <button data-dm="${esc(a.app_id)}">DM</button> <small>${esc(a.brand)}</small></div>`).join("") || "<i>none yet</i>";
   state.chats = state.user ? (await call("GET", "/chats?user_id=" + encodeURIComponent(state.user))).items : [];
+  if (state.chat && !state.chats.some(c => c.chat_id === state.chat)) state.chat = null;
+  remember();
   $("chats").innerHTML = state.chats.map(c => `<div class="chat ${c.chat_id === state.chat ? "sel" : ""}" data-chat="${esc(c.chat_id)}">
     ${c.type === "p2p" ? "DM" : "Group"}: ${esc(c.type === "p2p" ? botName(c.app_ids[0]) : c.name)}</div>`).join("");
   const regs = (await call("GET", "/registrations?status=pending")).items;
@@ -84,7 +93,7 @@ async function renderChat() {
   const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 20;
   log.innerHTML = msgs.map(m => `<div class="msg ${esc(m.sender.sender_type)}"><div class="meta">${esc(m.sender.name)}
     · ${esc(m.msg_type)}${m.edits ? " · edited " + esc(m.edits) + "x" : ""}${m.streaming ? " · streaming…" : ""}
-    ${m.reactions.map(r => " · " + esc(r.emoji_type)).join("")}</div>${esc(m.text)}</div>`).join("");
+    ${m.reactions.map(r => " · " + esc(r.emoji_type)).join("")}</div>${linkify(esc(m.text))}</div>`).join("");
   if (atBottom) log.scrollTop = log.scrollHeight;
 }
 async function poll() {

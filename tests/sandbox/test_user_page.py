@@ -35,7 +35,9 @@ async def test_dm_a_bot_from_the_user_page(settings: Settings) -> None:
                 json={"region": "feishu", "app_id": app["app_id"], "app_secret": app["app_secret"]},
             )
             assert connected.status_code == 200, connected.text
-            await sb.post("/_sandbox/api/users", json={"name": "Ada"})
+            # Someone else first: the page must not fall back to the first user after a reload.
+            await sb.post("/_sandbox/api/users", json={"name": "Bob"})
+            ada = (await sb.post("/_sandbox/api/users", json={"name": "Ada"})).json()
 
             browser = await pw.chromium.launch(
                 executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
@@ -44,11 +46,16 @@ async def test_dm_a_bot_from_the_user_page(settings: Settings) -> None:
             page.set_default_timeout(10_000)
             try:
                 await page.goto(sandbox.url + "/_sandbox/")
+                await page.locator("#user").select_option(ada["user_id"])
                 await page.locator(f'button[data-dm="{app["app_id"]}"]').click()
                 await page.locator("#text").fill("hello from the page")
                 await page.locator("#send button").click()
                 # The bot answers with a binding prompt; link Ada to the local owner.
                 await expect(page.locator("#log")).to_contain_text("/bind/feishu/", timeout=15_000)
+                # The binding link in the bot's message is a link, as in Feishu.
+                link = page.locator('#log a[href*="/bind/feishu/"]')
+                await expect(link).to_have_count(1)
+                assert (await link.get_attribute("target")) == "_blank"
                 said = await page.locator("#log").inner_text()
                 code = re.search(r"/bind/feishu/([\w-]+)", said)
                 confirmation = re.search(r"enter this code: (\S+)", said)
@@ -67,5 +74,10 @@ async def test_dm_a_bot_from_the_user_page(settings: Settings) -> None:
                     return "example agent" in text.lower()
 
                 await wait_for(replied, timeout=20)
+
+                # A reload keeps the user and the open chat.
+                await page.reload()
+                await expect(page.locator("#log")).to_contain_text("hello again")
+                assert await page.locator("#user").input_value() == ada["user_id"]
             finally:
                 await browser.close()
