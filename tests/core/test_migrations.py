@@ -95,3 +95,29 @@ def _table_names(connection: Any) -> list[str]:
     from sqlalchemy import inspect
 
     return list(inspect(connection).get_table_names())
+
+
+async def test_a_start_at_head_skips_alembic_and_a_behind_one_does_not(db_url: str) -> None:
+    """The quick check (one query, the head read from the files) agrees with Alembic."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    assert migrate.head_revision() == (
+        ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+    )
+    engine = create_engine(db_url)
+    try:
+        await migrate.upgrade(engine)
+        assert await migrate.at_head(engine)
+
+        def one_down(connection: Any) -> None:
+            command.downgrade(migrate.alembic_config(connection), "-1")
+
+        async with engine.begin() as conn:
+            await conn.run_sync(one_down)
+        assert not await migrate.at_head(engine)
+        assert await migrate.pending_migrations(engine) == [migrate.head_revision()]
+        await migrate.upgrade(engine)  # not skipped: the database is behind
+        assert await migrate.at_head(engine) and await migrate.pending_migrations(engine) == []
+    finally:
+        await engine.dispose()
