@@ -9,11 +9,12 @@ import os
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from rudder import cli_scale, texts
 from rudder.cli_agents import register as register_agent_check
+from rudder.cli_common import console, pick_org, with_session
+from rudder.cli_feishu import feishu_app
 from rudder.cli_secrets import secrets_app
 from rudder.cli_users import users_app
 from rudder.config import Settings, ensure_home
@@ -28,9 +29,7 @@ app.add_typer(secrets_app, name="secrets")
 app.command()(cli_scale.worker)
 app.command()(cli_scale.status)
 app.add_typer(db_app, name="db")
-feishu_app = typer.Typer(help="Feishu / Lark bots of agents.", no_args_is_help=True)
 app.add_typer(feishu_app, name="feishu")
-console = Console()
 
 
 # Libraries that log every request at INFO: one line per Feishu call (including the expected
@@ -229,40 +228,6 @@ def db_upgrade() -> None:
     asyncio.run(_migrate(settings))
 
 
-async def _with_session(fn: Any) -> Any:
-    from rudder.db import migrate
-    from rudder.db.engine import create_nullpool_engine, session_factory
-    from rudder.domain import orgs
-
-    settings = Settings()
-    ensure_home(settings.home_dir)
-    engine = create_nullpool_engine(settings.effective_database_url)
-    try:
-        await migrate.upgrade(engine)
-        async with session_factory(engine)() as session, session.begin():
-            await orgs.bootstrap(session)
-            return await fn(session)
-    finally:
-        await engine.dispose()
-
-
-async def _pick_org(session: Any, org: str | None) -> Any:
-    from sqlalchemy import select
-
-    from rudder.db.models import Organization
-
-    query = select(Organization).order_by(Organization.created_at)
-    if org:
-        query = query.where(
-            (Organization.slug == org) | (Organization.id == org) | (Organization.name == org)
-        )
-    found = (await session.scalars(query)).first()
-    if found is None:
-        console.print(f"[red]No organization {org!r}.[/]")
-        raise typer.Exit(2)
-    return found
-
-
 @agent_app.command("list")
 def agent_list(
     org: Annotated[str | None, typer.Option(help="Organization slug, id or name.")] = None,
@@ -272,7 +237,7 @@ def agent_list(
     from rudder.domain import agents
 
     async def run(session: Any) -> list[dict[str, Any]]:
-        found = await _pick_org(session, org)
+        found = await pick_org(session, org)
         return [
             {
                 "id": a.id,
@@ -284,7 +249,7 @@ def agent_list(
             for a in await agents.list_agents(session, found.id)
         ]
 
-    rows = asyncio.run(_with_session(run))
+    rows = asyncio.run(with_session(run))
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -326,7 +291,7 @@ def agent_create(
         raise typer.Exit(2) from None
 
     async def run(session: Any) -> Any:
-        found = await _pick_org(session, org)
+        found = await pick_org(session, org)
         return await agents.create_agent(
             session,
             found.id,
@@ -344,145 +309,11 @@ def agent_create(
         )
 
     try:
-        agent = asyncio.run(_with_session(run))
+        agent = asyncio.run(with_session(run))
     except DomainError as exc:
         console.print(f"[red]{exc.detail}[/]")
         raise typer.Exit(2) from None
     console.print(f"[green]✓[/] created agent {agent.name} ({agent.id})")
-
-
-@feishu_app.command("connect")
-def feishu_connect(
-    agent: Annotated[str, typer.Option(help="The agent's name (or id).")],
-    region: Annotated[
-        str, typer.Option(help="feishu (Feishu CN) or lark (Lark Global).")
-    ] = "feishu",
-    url: Annotated[
-        str | None, typer.Option(help="Rudder's address; default RUDDER_PUBLIC_URL.")
-    ] = None,
-    token: Annotated[
-        str | None, typer.Option(envvar="RUDDER_API_TOKEN", help="API token (authenticated mode).")
-    ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the approval.")] = 600,
-) -> None:
-    """Connect an agent to its own Feishu or Lark bot: prints the link and a QR code, waits."""
-    import time
-
-    import httpx
-
-    if region not in ("feishu", "lark"):
-        console.print("[red]--region must be 'feishu' (Feishu CN) or 'lark' (Lark Global)[/]")
-        raise typer.Exit(2)
-    base = (url or Settings().effective_public_url).rstrip("/")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=base, headers=headers, timeout=20, trust_env=False) as client:
-        try:
-            orgs_ = client.get("/api/orgs").raise_for_status().json()
-        except httpx.HTTPError as exc:
-            console.print(
-                f"[red]Cannot reach Rudder at {base}:[/] {exc}. Is `rudder start` running?"
-            )
-            raise typer.Exit(2) from None
-        found = None
-        for org in orgs_:
-            for a in client.get(f"/api/orgs/{org['id']}/agents").json():
-                if agent in (a["name"], a["id"]):
-                    found = a
-        if found is None:
-            console.print(f"[red]No agent named {agent!r}.[/]")
-            raise typer.Exit(2)
-        r = client.post(
-            f"/api/agents/{found['id']}/integrations/feishu/setup", json={"region": region}
-        )
-        if r.status_code >= 400:
-            console.print(f"[red]{r.json().get('detail')}[/]")
-            raise typer.Exit(1)
-        setup = r.json()
-        product = "Feishu CN" if region == "feishu" else "Lark Global"
-        console.print(
-            f"Open this link in {product} (or scan the code) and approve the app for [bold]{found['name']}[/]:"
-        )
-        console.print(setup["verification_url"], soft_wrap=True)
-        from rudder.web.pages_connect import short_setup_link
-        from rudder.web.qr import qr_text
-
-        short = short_setup_link(base, setup["setup_id"])
-        print(qr_text(short), end="")
-        console.print(f"(the code opens {short}, which leads to the link above)", soft_wrap=True)
-        deadline = time.monotonic() + timeout
-        with console.status("Waiting for the approval…"):
-            while time.monotonic() < deadline:
-                status = client.get(f"/api/integration-setups/{setup['setup_id']}").json()
-                if status["status"] != "pending":
-                    break
-                time.sleep(1)
-        if status["status"] == "connected":
-            info = client.get(f"/api/agents/{found['id']}/integrations/feishu").json()
-            ended = "Feishu CN" if status.get("connected_region") == "feishu" else "Lark Global"
-            console.print(
-                f"[green]✓ connected to {ended}[/] — bot {info['bot_name']} ({info['app_id']}) "
-                "is listening."
-            )
-            if status.get("connected_region") not in (None, region):
-                console.print(status.get("outcome") or "")
-            return
-        console.print(f"[red]{status['status']}:[/] {status.get('error') or 'no answer in time'}")
-        raise typer.Exit(1)
-
-
-@feishu_app.command("status")
-def feishu_status(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Every agent's bot: region, status, app id, transport, last event, last error."""
-    from sqlalchemy import select
-
-    from rudder.db.models import Agent, Integration
-
-    async def run(session: Any) -> list[dict[str, Any]]:
-        rows = await session.execute(
-            select(Agent, Integration).join(Integration, Integration.agent_id == Agent.id)
-        )
-        return [
-            {
-                "agent": a.name,
-                "region": i.region,
-                "status": i.status,
-                "app_id": i.app_id,
-                "bot_name": i.bot_name,
-                "transport": i.transport,
-                "last_event_at": i.last_event_at.isoformat() if i.last_event_at else None,
-                "last_error": i.last_error,
-            }
-            for a, i in rows.all()
-        ]
-
-    rows = asyncio.run(_with_session(run))
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        console.print(
-            "No agent has a Feishu or Lark bot yet. Connect one: rudder feishu connect --agent NAME"
-        )
-        return
-    table = Table(
-        "agent", "region", "status", "bot", "app id", "transport", "last event", "last error"
-    )
-    app_id = table.columns[4]
-    app_id.no_wrap, app_id.min_width = True, 20  # app ids are for copying: never cut
-    for r in rows:
-        table.add_row(
-            r["agent"],
-            r["region"],
-            r["status"],
-            r["bot_name"] or "",
-            r["app_id"] or "",
-            r["transport"],
-            r["last_event_at"] or "—",
-            r["last_error"] or "",
-        )
-    console.print(table)
 
 
 def main() -> None:

@@ -123,7 +123,7 @@ def agent_check(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Check an agent's runtime environment: binary, version, login, directory, secrets."""
-    from rudder.cli import _with_session
+    from rudder.cli_common import with_session
 
     settings = Settings()
 
@@ -132,7 +132,7 @@ def agent_check(
         return agent.name, await check_agent(session, settings, agent, run=run)
 
     try:
-        agent_name, report = asyncio.run(_with_session(go))
+        agent_name, report = asyncio.run(with_session(go))
     except AgentNotFound as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
