@@ -26,6 +26,7 @@ from rudder.db.models import InboundEvent, Integration, User
 from rudder.domain import orgs, secret_store
 from rudder.domain.errors import DomainError, Invalid, NotFound, Unauthorized
 from rudder.feishu import bindings
+from rudder.feishu import identities as feishu_identities
 from rudder.feishu.connect import integration_for_agent
 from rudder.feishu.events import EventError, parse_event
 from rudder.feishu.inbound import pipeline
@@ -197,7 +198,7 @@ async def identities(org_id: str, actor: ActorDep, session: SessionDep) -> list[
             user_name=i.user_name,
             last_seen_at=i.last_seen_at,
         )
-        for i in await bindings.identities(session, org_id)
+        for i in await feishu_identities.identities(session, org_id)
     ]
 
 
@@ -208,7 +209,7 @@ async def bind_user(
     org_id: str, body: UserBindingIn, actor: ActorDep, session: SessionDep
 ) -> UserBindingOut:
     await require_org(session, actor, org_id)
-    await bindings.require_admin(session, actor.user_id, org_id)
+    await feishu_identities.require_admin(session, actor.user_id, org_id)
     integration = await session.get(Integration, body.integration_id)
     if integration is None or integration.org_id != org_id:
         raise NotFound("integration not found")
@@ -230,8 +231,8 @@ async def unbind_user(
     org_id: str, binding_id: str, actor: ActorDep, session: SessionDep
 ) -> Response:
     await require_org(session, actor, org_id)
-    await bindings.require_admin(session, actor.user_id, org_id)
-    await bindings.unbind(session, org_id, binding_id, actor.label)
+    await feishu_identities.require_admin(session, actor.user_id, org_id)
+    await feishu_identities.unbind(session, org_id, binding_id, actor.label)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

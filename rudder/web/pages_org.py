@@ -14,7 +14,7 @@ from rudder.api.deps import ActorDep, ServicesDep, SessionDep
 from rudder.db.models import Integration
 from rudder.domain import orgs
 from rudder.domain.errors import DomainError, NotFound
-from rudder.feishu import bindings
+from rudder.feishu import bindings, identities
 from rudder.web.templating import ORG_SESSION_KEY, Shell, render, shell
 
 router = APIRouter(include_in_schema=False)
@@ -45,7 +45,7 @@ async def _members_page(
     feishu_errors: list[str] | None = None,
 ) -> HTMLResponse:
     rows = await orgs.members(session, frame.current.id) if frame.current else []
-    seen = await bindings.identities(session, frame.current.id) if frame.current else []
+    seen = await identities.identities(session, frame.current.id) if frame.current else []
     context: dict[str, Any] = {
         "members": rows,
         "active_members": [(m, u) for m, u in rows if m.status == "active"],
@@ -122,7 +122,7 @@ async def _feishu_change(
     try:
         if frame.current is None:
             raise NotFound(texts.WEB_FEISHU_BIND_NOT_ALLOWED)
-        await bindings.require_admin(session, actor.user_id, frame.current.id)
+        await identities.require_admin(session, actor.user_id, frame.current.id)
         await apply(frame.current.id)
         await session.commit()
     except DomainError as exc:
@@ -159,7 +159,7 @@ async def unbind_feishu_user(
     binding_id: str, request: Request, actor: ActorDep, session: SessionDep
 ) -> Response:
     async def apply(org_id: str) -> None:
-        await bindings.unbind(session, org_id, binding_id, actor.label)
+        await identities.unbind(session, org_id, binding_id, actor.label)
 
     return await _feishu_change(request, actor, session, "unbound", apply)
 
