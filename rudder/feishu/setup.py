@@ -27,6 +27,7 @@ import contextlib
 import logging
 import random
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
@@ -46,9 +47,23 @@ log = logging.getLogger(__name__)
 
 MAX_SETUP_S = 10 * 60
 MAX_POLL_FAILURES = 5  # consecutive unreachable/garbled answers before the setup fails  # "Setup sessions are short-lived": at most ten minutes
-FINAL = ("connected", "denied", "expired", "failed", "cancelled")
+
+
+class SetupStatus(StrEnum):
+    """A setup session's state (stored as its value); the transitions are in the docstring."""
+
+    PENDING = "pending"  # its code waits for a person's approval; polled
+    CONNECTED = "connected"  # approved; the agent's bot is this app
+    DENIED = "denied"  # declined on the confirm page
+    EXPIRED = "expired"  # the code or the 10-minute limit ran out
+    FAILED = "failed"  # replaced by a newer setup, or an unrecoverable error
+    CANCELLED = "cancelled"  # a person cancelled it
+
+
+S = SetupStatus
+FINAL = (S.CONNECTED, S.DENIED, S.EXPIRED, S.FAILED, S.CANCELLED)
 # Final statuses whose code may still be approved in Feishu (see the module docstring).
-ABANDONED = ("failed", "cancelled")
+ABANDONED = (S.FAILED, S.CANCELLED)
 ORPHAN_ACTION = "feishu.setup_orphan_app"
 DESCRIPTION = "Rudder agent {name}: talk to it in Feishu or Lark."
 
@@ -59,7 +74,7 @@ def _aad(session_id: str) -> str:
 
 def connected_region(row: SetupSession) -> Region | None:
     """The product the app ended on: the host that issued its secret (None until connected)."""
-    if row.status != "connected":
+    if row.status != S.CONNECTED:
         return None
     return Region(row.poll_host or reg.BEGIN_REGION.value)
 
@@ -117,7 +132,7 @@ class SetupPoller:
             # One live setup per agent: a newer Connect replaces the older one.
             older = await session.scalars(
                 select(SetupSession).where(
-                    SetupSession.agent_id == agent.id, SetupSession.status == "pending"
+                    SetupSession.agent_id == agent.id, SetupSession.status == S.PENDING
                 )
             )
             replaced = [row.id for row in older]
@@ -151,7 +166,7 @@ class SetupPoller:
             )
         for old in replaced:
             # Its poll goes on quietly until the code expires: see "abandoned" above.
-            await self._finish(old, "failed", texts.SETUP_REPLACED, keep_code=True)
+            await self._finish(old, S.FAILED, texts.SETUP_REPLACED, keep_code=True)
         self._spawn(row.id, begun.interval_s)
         return row
 
@@ -160,11 +175,11 @@ class SetupPoller:
             row = await session.get(SetupSession, setup_id)
         if row is None:
             raise NotFound("setup session not found")
-        if row.status != "pending":
+        if row.status != S.PENDING:
             raise Conflict(texts.SETUP_NOT_PENDING.format(status=row.status))
         ended = await self._finish(
             setup_id,
-            "cancelled",
+            S.CANCELLED,
             texts.SETUP_CANCELLED.format(actor=actor),
             actor=actor,
             keep_code=True,
@@ -186,7 +201,7 @@ class SetupPoller:
             rows = list(
                 await session.scalars(
                     select(SetupSession).where(
-                        (SetupSession.status == "pending")
+                        (SetupSession.status == S.PENDING)
                         | (
                             SetupSession.status.in_(ABANDONED)
                             & SetupSession.device_code_ciphertext.is_not(None)
@@ -197,8 +212,8 @@ class SetupPoller:
         for row in rows:
             if row.expires_at > utcnow():
                 self._spawn(row.id)
-            elif row.status == "pending":
-                await self._finish(row.id, "expired", texts.SETUP_EXPIRED)
+            elif row.status == S.PENDING:
+                await self._finish(row.id, S.EXPIRED, texts.SETUP_EXPIRED)
             else:
                 await self._forget_code(row.id)
 
@@ -239,7 +254,7 @@ class SetupPoller:
                 entity_id=row.id,
                 details={"error": error}
                 if error
-                else ({"region": row.poll_host} if status == "connected" else {}),
+                else ({"region": row.poll_host} if status == S.CONNECTED else {}),
             )
         self.services.live.publish(setup_topic(setup_id), "setup.updated", setup_view(row))
         return row
@@ -251,7 +266,7 @@ class SetupPoller:
             raise
         except Exception as exc:
             log.exception("setup %s failed", setup_id)
-            await self._finish(setup_id, "failed", f"Setup failed: {exc}")
+            await self._finish(setup_id, S.FAILED, f"Setup failed: {exc}")
         await self._forget_code(setup_id)
 
     async def _forget_code(self, setup_id: str) -> None:
@@ -267,7 +282,7 @@ class SetupPoller:
             row = await session.get(SetupSession, setup_id)
             if row is None or row.device_code_ciphertext is None:
                 return
-            if row.status != "pending" and row.status not in ABANDONED:
+            if row.status != S.PENDING and row.status not in ABANDONED:
                 return
             device_code = services.box.decrypt(row.device_code_ciphertext, _aad(row.id))
             chosen = Region(row.region)
@@ -281,7 +296,7 @@ class SetupPoller:
         while True:
             remaining = (expires_at - utcnow()).total_seconds()
             if remaining <= 0:
-                await self._finish(setup_id, "expired", texts.SETUP_EXPIRED)
+                await self._finish(setup_id, S.EXPIRED, texts.SETUP_EXPIRED)
                 return
             # Sleep before each poll, as the SDKs do, but never past the deadline; the poll right
             # after the switch to the Lark host goes at once (both SDKs).
@@ -304,7 +319,7 @@ class SetupPoller:
                 if transport_failures >= MAX_POLL_FAILURES:
                     await self._finish(
                         setup_id,
-                        "failed",
+                        S.FAILED,
                         texts.SETUP_UNREACHABLE.format(product=talking_to.label, detail=exc.msg),
                     )
                     return
@@ -323,16 +338,16 @@ class SetupPoller:
                 continue
             if state is reg.PollState.DENIED:
                 await self._finish(
-                    setup_id, "denied", texts.SETUP_DENIED.format(product=talking_to.label)
+                    setup_id, S.DENIED, texts.SETUP_DENIED.format(product=talking_to.label)
                 )
                 return
             if state is reg.PollState.EXPIRED:
-                await self._finish(setup_id, "expired", texts.SETUP_EXPIRED)
+                await self._finish(setup_id, S.EXPIRED, texts.SETUP_EXPIRED)
                 return
             if state is reg.PollState.ERROR:
                 await self._finish(
                     setup_id,
-                    "failed",
+                    S.FAILED,
                     texts.SETUP_SERVER_ERROR.format(product=talking_to.label, detail=result.detail),
                 )
                 return
@@ -365,20 +380,20 @@ class SetupPoller:
             agent = await session.get(Agent, agent_id)
             row = await session.get(SetupSession, setup_id)
         if agent is None or row is None:
-            await self._finish(setup_id, "failed", "The agent was deleted during setup.")
+            await self._finish(setup_id, S.FAILED, "The agent was deleted during setup.")
             return
         creds = connecting.Credentials(
             region=region, app_id=result.client_id, app_secret=result.client_secret
         )
-        if row.status != "pending":
+        if row.status != S.PENDING:
             await self._late_approval(row, agent, creds)
             return
         try:
             await connecting.connect(self.services, agent, creds, actor="system", via="setup")
         except DomainError as exc:
-            await self._finish(setup_id, "failed", exc.detail)
+            await self._finish(setup_id, S.FAILED, exc.detail)
             return
-        await self._finish(setup_id, "connected")
+        await self._finish(setup_id, S.CONNECTED)
 
     async def _late_approval(
         self, row: SetupSession, agent: Agent, creds: connecting.Credentials
@@ -414,7 +429,7 @@ class SetupPoller:
                 return
             details = {"setup_id": row.id, "app_id": creds.app_id, "region": creds.region.value}
             if connected:
-                stored.status, stored.poll_host = "connected", creds.region.value
+                stored.status, stored.poll_host = S.CONNECTED, creds.region.value
                 stored.error = texts.SETUP_LATE_APPROVAL_CONNECTED.format(product=product)
                 action = "feishu.setup_late_approval"
             else:
@@ -435,14 +450,14 @@ class SetupPoller:
             newer = list(
                 await session.scalars(
                     select(SetupSession.id).where(
-                        SetupSession.agent_id == agent.id, SetupSession.status == "pending"
+                        SetupSession.agent_id == agent.id, SetupSession.status == S.PENDING
                     )
                 )
             )
         if connected:  # the person got their bot: the newer codes are abandoned in turn
             for setup_id in newer:
                 await self._finish(
-                    setup_id, "failed", texts.SETUP_SUPERSEDED_BY_LATE_APPROVAL, keep_code=True
+                    setup_id, S.FAILED, texts.SETUP_SUPERSEDED_BY_LATE_APPROVAL, keep_code=True
                 )
         self.services.live.publish(setup_topic(row.id), "setup.updated", setup_view(stored))
 
