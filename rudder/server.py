@@ -231,6 +231,7 @@ def create_app(
     from rudder.api import (
         errors,
         routes_agents,
+        routes_chat_policy,
         routes_conversations,
         routes_feishu,
         routes_feishu_inbound,
@@ -256,6 +257,7 @@ def create_app(
     app.include_router(routes_feishu.router)
     app.include_router(routes_feishu_inbound.router)
     app.include_router(routes_feishu_messages.router)
+    app.include_router(routes_chat_policy.router)
     app.include_router(routes_feishu_inbound.pages)
     app.include_router(web_routes.router)
     from rudder.web.headers import SecurityHeaders  # CSP, nosniff, Referrer-Policy, no framing

@@ -323,3 +323,17 @@ WEB_DISCONNECTED = (
 )
 SLASH_RETRY_NOT_CONNECTED = "Connect the bot first: there is no app to register /new and /stop on."
 WEB_SLASH_REASON = "Why: {reason}"
+
+# -- Per-chat policy of a bot in groups -----------------------------------------------------------
+CHAT_POLICY_BAD_CHAT = "chat_id: a Feishu group id (oc_…), or * for the bot's default."
+CHAT_POLICY_BAD_AUDIENCE = "audience: members (bound members only) or tenant (anyone in the chat)."
+CHAT_POLICY_NEEDS_MEMBER = (
+    "default_user_id: with audience tenant, choose the member unbound people act as."
+)
+CHAT_POLICY_BAD_MEMBER = "default_user_id: not an active member of this organization."
+CHAT_POLICY_NOT_ALLOWED = "this bot does not answer in this group (its chat policy)"
+WEB_GROUPS_INTRO = (
+    "How this bot behaves in Feishu groups. Changes apply to the next message and are in the "
+    "activity log."
+)
+WEB_GROUPS_NONE = "No group has messaged this bot yet: add it to a group and @-mention it."

@@ -24,6 +24,7 @@ from rudder.db.models_feishu import (
     OutboxItem,
     SetupSession,
 )
+from rudder.db.models_policy import ChatPolicy
 from rudder.db.models_reads import ConversationRead
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "BotLease",
     "BudgetIncident",
     "ChatBinding",
+    "ChatPolicy",
     "Conversation",
     "ConversationRead",
     "FeishuUserBinding",

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rudder import texts
-from rudder.api.deps import ActorDep, ServicesDep, SessionDep
+from rudder.api.deps import Actor, ActorDep, ServicesDep, SessionDep
 from rudder.api.routes_feishu import ManualIn
 from rudder.db.models import ActivityLog, Agent, InboundEvent, Integration, SetupSession
 from rudder.domain.errors import DomainError
@@ -25,6 +25,7 @@ from rudder.feishu.errors import FeishuError
 from rudder.feishu.regions import Region, parse_region
 from rudder.services import Services
 from rudder.web.lookups import find_agent
+from rudder.web.pages_chat_policy import groups_context
 from rudder.web.pages_connect import short_setup_link
 from rudder.web.qr import qr_svg
 from rudder.web.templating import fragment, not_found, render, shell
@@ -164,18 +165,35 @@ async def integrations(
     agent = await find_agent(session, actor, agent_id)
     if agent is None:
         return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+    return await integrations_page(request, actor, session, services, agent, {})
+
+
+async def integrations_page(
+    request: Request,
+    actor: Actor,
+    session: AsyncSession,
+    services: Services,
+    agent: Agent,
+    extra: dict[str, Any],
+    status_code: int = 200,
+) -> HTMLResponse:
     frame = await shell(request, session, actor, agent.org_id)
     panel = await _panel_context(services, session, agent, await _latest_setup(session, agent.id))
+    integration = panel["integration"]
     context = {
         **panel,
         "tab": "integrations",
         "manual": _manual_defaults(),
         "manual_errors": [],
         "disconnected": await _disconnected_notice(session, agent.id)
-        if request.query_params.get("disconnected") and panel["integration"] is None
+        if request.query_params.get("disconnected") and integration is None
         else None,
+        **(await groups_context(session, integration) if integration is not None else {}),
+        **extra,
     }
-    return render(request, "agents/integrations.html", frame, context, nav="agents")
+    return render(
+        request, "agents/integrations.html", frame, context, status_code=status_code, nav="agents"
+    )
 
 
 async def _disconnected_notice(session: AsyncSession, agent_id: str) -> str | None:

@@ -9,6 +9,7 @@ from rudder.web import (
     pages_agents,
     pages_agents_host,
     pages_auth,
+    pages_chat_policy,
     pages_connect,
     pages_docs,
     pages_integrations,
@@ -28,5 +29,6 @@ router.include_router(pages_agents_host.router)
 router.include_router(pages_org_host.router)
 router.include_router(pages_agents.router)
 router.include_router(pages_integrations.router)
+router.include_router(pages_chat_policy.router)
 router.include_router(pages_messenger.router)
 router.include_router(pages_org.router)

@@ -135,6 +135,8 @@ async def _world(rig: FeishuRig) -> World:
             "rev": "1",
             "name": "org-a-skill",
             "model": "gpt-4o",
+            # Per-chat policy of a bot (issue 25).
+            "chat_id": "oc_org_a_group",
         },
         secrets=[
             secret_value,
@@ -188,6 +190,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "user_id": "u",
     },
     ("POST", "/api/orgs/{org_id}/api-tokens"): {"name": "t"},
+    ("PUT", "/api/agents/{agent_id}/integrations/feishu/chat-policies/{chat_id}"): {
+        "answers": False
+    },
     ("POST", "/api/agents/{agent_id}/pause"): {"reason": "manual"},
     ("PATCH", "/api/orgs/{org_id}/budget"): {"budget_monthly_cents": 1},
     ("POST", "/api/orgs/{org_id}/skills"): {"name": "x", "description": "y"},
