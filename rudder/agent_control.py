@@ -159,14 +159,14 @@ async def sweep_forever(services: Services) -> None:
 
 
 def start_sweeper(services: Services) -> None:
-    if "budget_sweeper" not in services.extras:
-        services.extras["budget_sweeper"] = asyncio.create_task(
+    if services.components.budget_sweeper is None:
+        services.components.budget_sweeper = asyncio.create_task(
             sweep_forever(services), name="budget-sweeper"
         )
 
 
 async def stop_sweeper(services: Services) -> None:
-    task = services.extras.pop("budget_sweeper", None)
+    task, services.components.budget_sweeper = services.components.budget_sweeper, None
     if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -268,9 +268,9 @@ class Throttles:
 
 
 def throttles(services: Services) -> Throttles:
-    found = services.extras.get("login_throttles")
-    if not isinstance(found, Throttles):
-        found = services.extras["login_throttles"] = Throttles(
+    found = services.components.login_throttles
+    if found is None:
+        found = services.components.login_throttles = Throttles(
             per_email=LoginThrottle(limit=5, window_s=15 * 60),
             per_address=LoginThrottle(limit=20, window_s=15 * 60),
         )
@@ -322,9 +322,9 @@ class SessionRegistry:
 
 
 def session_registry(services: Services) -> SessionRegistry:
-    found = services.extras.get("auth_sessions")
-    if not isinstance(found, SessionRegistry):
-        found = services.extras["auth_sessions"] = SessionRegistry()
+    found = services.components.auth_sessions
+    if found is None:
+        found = services.components.auth_sessions = SessionRegistry()
     return found
 
 

@@ -94,7 +94,7 @@ async def start_services(settings: Settings) -> Services:
 
     inbound = pipeline(services)
     gate = node.coordinator if node is not None else None
-    supervisor = services.extras["feishu_supervisor"] = Supervisor(services, inbound, gate=gate)
+    supervisor = services.components.supervisor = Supervisor(services, inbound, gate=gate)
     await supervisor.start()
     if node is None or gate is None:
         await inbound.recover()

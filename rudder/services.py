@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -14,6 +15,41 @@ from rudder.live import LiveHub
 
 if TYPE_CHECKING:
     from rudder.executor import InProcessRunQueue
+    from rudder.feishu.client import BotClient
+    from rudder.feishu.connect import IntegrationListener
+    from rudder.feishu.inbound import InboundPipeline
+    from rudder.feishu.names import NameBook
+    from rudder.feishu.outbound import Outbound
+    from rudder.feishu.setup import SetupPoller
+    from rudder.feishu.supervisor import Supervisor
+    from rudder.scale.node import ScaleNode
+    from rudder.security import SessionRegistry, Throttles
+    from rudder.sweeper import Sweeper
+
+
+@dataclass
+class Components:
+    """The long-lived parts of a running Rudder, each in its own typed slot.
+
+    A slot is filled by its module's accessor the first time it is needed (``pipeline``,
+    ``outbound_of``, ``poller``, …) or by ``start_services``; the app's lifespan stops the
+    ones that run tasks (``rudder.server.stop_services``). Nothing else is kept on Services.
+    """
+
+    inbound: InboundPipeline | None = None  # recording and routing of Feishu events
+    outbound: Outbound | None = None  # replies and notices through the outbox
+    supervisor: Supervisor | None = None  # one long connection per connected bot
+    setup_poller: SetupPoller | None = None  # Connect's setup sessions
+    sweeper: Sweeper | None = None  # re-drives stranded work (embedded mode)
+    budget_sweeper: asyncio.Task[None] | None = None  # a new month resumes held agents
+    node: ScaleNode | None = None  # PostgreSQL scale-out: leases, bus, shared run queue
+    names: NameBook | None = None  # Feishu users' and chats' names, cached
+    bot_clients: dict[str, BotClient] = field(default_factory=dict)  # by integration id
+    integration_listeners: list[IntegrationListener] = field(default_factory=list)
+    login_throttles: Throttles | None = None
+    auth_sessions: SessionRegistry | None = None
+    local_owner_id: str | None = None  # local mode's one member, once looked up
+    nontext_notices: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 @dataclass
@@ -25,4 +61,4 @@ class Services:
     live: LiveHub
     runs: InProcessRunQueue
     http: httpx.AsyncClient
-    extras: dict[str, Any] = field(default_factory=dict)
+    components: Components = field(default_factory=Components)

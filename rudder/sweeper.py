@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 5.0
 STALE_AFTER_S = 20.0
-_KEY = "sweeper"
 
 
 class Sweeper:
@@ -72,14 +71,14 @@ class Sweeper:
 
 
 def install(services: Services) -> Sweeper:
-    found = services.extras.get(_KEY)
-    if not isinstance(found, Sweeper):
-        found = services.extras[_KEY] = Sweeper(services)
+    found = services.components.sweeper
+    if found is None:
+        found = services.components.sweeper = Sweeper(services)
     found.start()
     return found
 
 
 async def shutdown(services: Services) -> None:
-    found = services.extras.get(_KEY)
-    if isinstance(found, Sweeper):
+    found = services.components.sweeper
+    if found is not None:
         await found.close()

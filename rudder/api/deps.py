@@ -98,11 +98,11 @@ async def current_actor(request: Request, services: ServicesDep, session: Sessio
             user_id=user.id if user else None, agent_id=token.agent_id, token_org_id=token.org_id
         )
     if services.settings.deployment_mode is DeploymentMode.LOCAL:
-        owner_id = services.extras.get("local_owner_id")
+        owner_id = services.components.local_owner_id
         if owner_id is None:
             owner = await orgs.local_owner(session)
             await session.commit()
-            owner_id = services.extras["local_owner_id"] = owner.id
+            owner_id = services.components.local_owner_id = owner.id
         return Actor(user_id=owner_id)
     user_id = await signed_in_user(request, services, session)
     if user_id is None:

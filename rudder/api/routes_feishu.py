@@ -17,6 +17,7 @@ from rudder.feishu import connect as connecting
 from rudder.feishu import setup as setups
 from rudder.feishu.errors import FeishuError
 from rudder.feishu.regions import Region
+from rudder.feishu.supervisor import connection_state
 
 router = APIRouter(prefix="/api", tags=["feishu"])
 
@@ -87,7 +88,6 @@ def _integration_out(services: Any, agent_id: str, row: Integration | None) -> I
             slash_commands={},
             webhook_url=None,
         )
-    state = services.extras.get("feishu_connection_state")
     return IntegrationOut(
         id=row.id,
         agent_id=row.agent_id,
@@ -103,7 +103,7 @@ def _integration_out(services: Any, agent_id: str, row: Integration | None) -> I
         last_error=row.last_error,
         slash_commands=row.slash_commands or {},
         webhook_url=f"{services.settings.effective_public_url}/api/integrations/feishu/{row.id}/webhook",
-        connection=state(row.id) if callable(state) else None,
+        connection=connection_state(services, row.id),
     )
 
 

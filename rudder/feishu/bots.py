@@ -9,11 +9,9 @@ from rudder.feishu.connect import app_secret, bot_client
 from rudder.feishu.regions import Region
 from rudder.services import Services
 
-_CACHE_KEY = "feishu_bot_clients"
-
 
 async def bot_for(services: Services, integration_id: str) -> BotClient:
-    cache: dict[str, BotClient] = services.extras.setdefault(_CACHE_KEY, {})
+    cache = services.components.bot_clients
     async with services.sessions() as session:
         integration = await session.get(Integration, integration_id)
     if integration is None or not integration.app_id:
@@ -36,4 +34,4 @@ async def bot_for(services: Services, integration_id: str) -> BotClient:
 
 
 def forget(services: Services, integration_id: str) -> None:
-    services.extras.setdefault(_CACHE_KEY, {}).pop(integration_id, None)
+    services.components.bot_clients.pop(integration_id, None)

@@ -286,7 +286,7 @@ async def disconnect(services: Services, agent: Agent, *, actor: str) -> Integra
 
 
 def listeners(services: Services) -> list[IntegrationListener]:
-    found: list[IntegrationListener] = services.extras.setdefault("feishu_listeners", [])
+    found = services.components.integration_listeners
     return found
 
 

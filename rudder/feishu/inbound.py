@@ -253,8 +253,7 @@ class InboundPipeline:
 
 
 def pipeline(services: Services) -> InboundPipeline:
-    found = services.extras.get("feishu_inbound")
+    found = services.components.inbound
     if found is None:
-        found = services.extras["feishu_inbound"] = InboundPipeline(services)
-    assert isinstance(found, InboundPipeline)
+        found = services.components.inbound = InboundPipeline(services)
     return found

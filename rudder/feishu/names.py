@@ -28,7 +28,6 @@ CHAT_SCOPE = "im:chat:readonly"
 KEEP_S = 3600.0  # names change rarely; an hour-old name is fine
 RETRY_MISSING_S = 600.0  # after "no permission", ask again in ten minutes (scopes get added)
 MAX_ENTRIES = 50_000
-_KEY = "feishu_names"
 
 
 @dataclass
@@ -59,9 +58,9 @@ class NameBook:
 
 
 def book(services: Services) -> NameBook:
-    found = services.extras.get(_KEY)
-    if not isinstance(found, NameBook):
-        found = services.extras[_KEY] = NameBook()
+    found = services.components.names
+    if found is None:
+        found = services.components.names = NameBook()
     return found
 
 

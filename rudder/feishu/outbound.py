@@ -23,7 +23,6 @@ from rudder.domain import conversations as convs
 from rudder.domain.runs import FINAL_STATUSES
 from rudder.feishu import outbox
 from rudder.feishu import reply_calls as calls
-from rudder.feishu.bots import _CACHE_KEY as _BOT_CACHE_KEY
 from rudder.feishu.bots import bot_for
 from rudder.feishu.chunking import TEXT_BUDGET, split_text
 from rudder.feishu.client import BotClient
@@ -36,7 +35,6 @@ from rudder.services import Services
 
 log = logging.getLogger(__name__)
 
-_EXTRAS_KEY = "feishu_outbound"
 CLOSE_TIMEOUT_S = 5.0
 
 
@@ -188,8 +186,8 @@ class Outbound:
     async def bot(self, integration_id: str) -> BotClient:
         # The cached client needs no database read: `bots.forget` drops it whenever the
         # integration changes (connect, disconnect, a lease moving).
-        cached = self.services.extras.get(_BOT_CACHE_KEY, {}).get(integration_id)
-        if isinstance(cached, BotClient):
+        cached = self.services.components.bot_clients.get(integration_id)
+        if cached is not None:
             return cached
         return await bot_for(self.services, integration_id)
 
@@ -285,9 +283,9 @@ async def _runs_without_reply(sessions: outbox.Sessions, older_than_s: float) ->
 
 
 def outbound_of(services: Services) -> Outbound:
-    found = services.extras.get(_EXTRAS_KEY)
-    if not isinstance(found, Outbound):
-        found = services.extras[_EXTRAS_KEY] = Outbound(services)
+    found = services.components.outbound
+    if found is None:
+        found = services.components.outbound = Outbound(services)
     return found
 
 
@@ -298,8 +296,8 @@ def install(services: Services) -> Outbound:
 
 
 async def shutdown(services: Services) -> None:
-    found = services.extras.get(_EXTRAS_KEY)
-    if isinstance(found, Outbound):
+    found = services.components.outbound
+    if found is not None:
         await found.close()
 
 

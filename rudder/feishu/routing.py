@@ -265,7 +265,7 @@ async def _held_for_budget(
 async def _notice_allowed(
     services: Services, integration_id: str, chat_id: str, row_id: str
 ) -> bool:
-    last: dict[tuple[str, str], float] = services.extras.setdefault("feishu_nontext_notices", {})
+    last = services.components.nontext_notices
     now = time.monotonic()
     if now - last.get((integration_id, chat_id), -1e9) < NON_TEXT_NOTICE_EVERY_S:
         return False

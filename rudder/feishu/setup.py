@@ -471,15 +471,14 @@ async def get_setup(services: Services, setup_id: str) -> SetupSession:
 
 
 def poller(services: Services) -> SetupPoller:
-    found = services.extras.get("feishu_setup")
+    found = services.components.setup_poller
     if found is None:
-        found = services.extras["feishu_setup"] = SetupPoller(services)
-    assert isinstance(found, SetupPoller)
+        found = services.components.setup_poller = SetupPoller(services)
     return found
 
 
 async def shutdown(services: Services) -> None:
-    found = services.extras.get("feishu_setup")
-    if isinstance(found, SetupPoller):
+    found = services.components.setup_poller
+    if found is not None:
         with contextlib.suppress(Exception):
             await found.close()

@@ -63,7 +63,6 @@ class Supervisor:
 
     async def start(self) -> None:
         connecting.listeners(self.services).append(self._on_integration)
-        self.services.extras["feishu_connection_state"] = self.state_of
         if self.gate is not None:
             return  # the gate connects the bots whose leases this process holds
         async with self.services.sessions() as session:
@@ -176,5 +175,10 @@ class Supervisor:
 
 
 def supervisor(services: Services) -> Supervisor | None:
-    found = services.extras.get("feishu_supervisor")
-    return found if isinstance(found, Supervisor) else None
+    return services.components.supervisor
+
+
+def connection_state(services: Services, integration_id: str) -> dict[str, Any] | None:
+    """The long connection of a bot as this process sees it (None when it holds none)."""
+    found = services.components.supervisor
+    return found.state_of(integration_id) if found is not None else None

@@ -21,8 +21,6 @@ from rudder.scale.leases import PgLeaseStore
 from rudder.scale.runqueue import ProcrastinateRunQueue
 from rudder.services import Services
 
-_EXTRAS_KEY = "scale_node"
-
 
 @dataclass
 class ScaleNode:
@@ -38,7 +36,7 @@ class ScaleNode:
         await self.runs.open()
 
     def attach(self, services: Services, *, serve_bots: bool) -> None:
-        services.extras[_EXTRAS_KEY] = self
+        services.components.node = self
         if serve_bots:
             self.coordinator = Coordinator(
                 services, PgLeaseStore(services.sessions), self.bus, self.config, self.instance_id
@@ -82,5 +80,4 @@ def create(
 
 
 def node_of(services: Services) -> ScaleNode | None:
-    found = services.extras.get(_EXTRAS_KEY)
-    return found if isinstance(found, ScaleNode) else None
+    return services.components.node

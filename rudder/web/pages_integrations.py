@@ -23,6 +23,7 @@ from rudder.feishu import connect as connecting
 from rudder.feishu import setup as setups
 from rudder.feishu.errors import FeishuError
 from rudder.feishu.regions import Region, parse_region
+from rudder.feishu.supervisor import connection_state
 from rudder.services import Services
 from rudder.web.lookups import find_agent
 from rudder.web.pages_chat_policy import groups_context
@@ -147,11 +148,9 @@ def _webhook_url(services: Services, integration: Integration | None) -> str | N
 
 
 def _connection_state(services: Services, integration: Integration | None) -> dict[str, Any] | None:
-    state = services.extras.get("feishu_connection_state")
-    if integration is None or not callable(state):
+    if integration is None:
         return None
-    found = state(integration.id)
-    return found if isinstance(found, dict) else None
+    return connection_state(services, integration.id)
 
 
 def _manual_defaults() -> dict[str, Any]:
