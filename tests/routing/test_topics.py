@@ -12,7 +12,7 @@ from rudder import texts
 from rudder.db.models import Conversation, Run
 from tests.conftest import FeishuRig
 from tests.helpers import wait_for
-from tests.routing.buttons import Team, team
+from tests.routing.buttons import Team, button, press, team
 from tests.routing.dialogue import activity, messages, say
 
 
@@ -151,7 +151,28 @@ async def test_stop_and_new_act_on_the_topic_alone(rig: FeishuRig) -> None:
     assert [c.external_thread_id for c in after].count(two["thread_id"]) == 1
     new_notice = await _wait_text(rig, chat, texts.FEISHU_NEW_STARTED)
     assert new_notice["thread_id"] == one["thread_id"]
+
+    # The second topic's card: stopped from Rudder, then New conversation pressed on it.
     await rig.client.post(f"/api/runs/{going.id}/cancel")
+
+    async def card_in_two() -> dict[str, Any] | None:
+        for m in await _items(rig, chat):
+            if m["thread_id"] == two["thread_id"] and button(m, texts.CARD_BUTTON_NEW):
+                return m
+        return None
+
+    card = await wait_for(card_in_two, timeout=15)
+    new = button(card, texts.CARD_BUTTON_NEW)
+    assert new is not None
+    pressed = await press(rig, card["message_id"], t.ada, new)
+    assert pressed["toast"]["content"] == texts.CARD_TOAST_NEW_STARTED
+
+    async def four() -> list[Conversation] | None:
+        found = await _convs(rig, chat)
+        return found if len(found) == 4 else None
+
+    last = await wait_for(four, timeout=10)
+    assert [c.external_thread_id for c in last].count(two["thread_id"]) == 2
 
 
 async def test_quoted_reply_is_the_same_session_and_reply_to_bot_is_a_mention(
@@ -200,3 +221,26 @@ async def test_quoted_reply_is_the_same_session_and_reply_to_bot_is_a_mention(
     assert len(convs) == 1 and convs[0].external_thread_id is None
     bodies = [m["body"] for m in await messages(rig, convs[0].id) if m["role"] == "user"]
     assert bodies == ["hello there", "tell me more"]
+
+
+async def test_a_topic_joined_later_is_named_after_its_first_message(rig: FeishuRig) -> None:
+    t = await team(rig)
+    chat = await _topic_group(rig, t)
+    # The topic starts without the bot (Feishu does not push it), which is asked inside it.
+    root = await _post(rig, chat, t.ada, "Plan for the Friday release")
+    await _post(
+        rig,
+        chat,
+        t.bob,
+        "what do you think?",
+        thread_id=root["thread_id"],
+        mention_app_ids=[t.app["app_id"]],
+    )
+
+    async def bound() -> list[Conversation] | None:
+        found = await _convs(rig, chat)
+        return found or None
+
+    [conv] = await wait_for(bound, timeout=10)
+    assert conv.external_thread_id == root["thread_id"]
+    assert conv.title == "Plan for the Friday release · Counter"
