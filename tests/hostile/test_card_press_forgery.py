@@ -89,3 +89,53 @@ async def test_a_valid_button_replayed_into_another_chat_is_refused(served: Feis
     answer = await press(rig, elsewhere["message_id"], t.ada, stop)
     assert answer["toast"] == UNKNOWN
     assert run_id in await _running(rig)
+
+
+async def test_an_unsigned_callback_posted_to_the_webhook_is_refused(served: FeishuRig) -> None:
+    """Someone who read a card's button value posts the callback to Rudder's webhook URL
+    directly: without the app's signature (or signed for another app) it is refused."""
+    import json
+    import time
+
+    from rudder.feishu.webhook_codec import encrypt, sign
+
+    rig = served
+    t = await team(rig, transport="webhook")
+    chat = await group(rig, "Ops", [t.ada], [t.app])
+    await say(rig, chat, t.ada, "count to 400", mention_app_ids=[t.app["app_id"]])
+    card = await card_with(rig, chat, STOP)
+    stop = button(card, STOP)
+    assert stop is not None
+    [run_id] = await wait_for(lambda: _running(rig))
+    body = {
+        "schema": "2.0",
+        "header": {
+            "event_id": "forged-1",
+            "event_type": "card.action.trigger",
+            "app_id": t.app["app_id"],
+            "create_time": "1",
+            "token": t.app["verification_token"],
+        },
+        "event": {
+            "operator": {"open_id": "ou_forger"},
+            "action": {"value": stop, "tag": "button"},
+            "context": {"open_message_id": card["message_id"], "open_chat_id": chat},
+        },
+    }
+    url = f"/api/integrations/feishu/{t.integration_id}/webhook"
+    plain = await rig.client.post(url, json=body)
+    assert plain.status_code == 401
+    raw = json.dumps({"encrypt": encrypt("not the key", json.dumps(body).encode())}).encode()
+    ts = str(int(time.time()))
+    forged = await rig.client.post(
+        url,
+        content=raw,
+        headers={
+            "X-Lark-Request-Timestamp": ts,
+            "X-Lark-Request-Nonce": "n",
+            "X-Lark-Signature": sign(ts, "n", "not the key", raw),
+            "content-type": "application/json",
+        },
+    )
+    assert forged.status_code == 401
+    assert await _running(rig) == [run_id]
