@@ -13,7 +13,7 @@ from rudder.db.models import Conversation, Run
 from tests.conftest import FeishuRig
 from tests.helpers import wait_for
 from tests.routing.buttons import Team, button, press, team
-from tests.routing.dialogue import activity, messages, say
+from tests.routing.dialogue import activity, conversations, messages, say
 
 
 async def _topic_group(rig: FeishuRig, t: Team) -> str:
@@ -91,6 +91,13 @@ async def test_two_topics_run_at_once_without_mixing(rig: FeishuRig) -> None:
         first["thread_id"],
         second["thread_id"],
     }
+    listed = await conversations(rig, t.org_id)
+    assert {c["external_thread_id"] for c in listed if c["external_chat_id"] == chat} == {
+        first["thread_id"],
+        second["thread_id"],
+    }
+    page = await rig.client.get(f"/messenger/{convs[0].id}")
+    assert page.status_code == 200 and "· topic" in page.text
     # Messenger names each topic after its first message.
     assert sorted(c.title for c in convs) == ["count to 40 · Counter", "count to 45 · Counter"]
     for topic, n in ((first, "40"), (second, "45")):
