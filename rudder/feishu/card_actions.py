@@ -35,7 +35,7 @@ from rudder.db.models import (
     utcnow,
 )
 from rudder.domain.runs import FINAL_STATUSES
-from rudder.feishu import bindings, routing
+from rudder.feishu import bindings, chat_convs
 from rudder.feishu import card_controls as controls
 from rudder.feishu.events import InboundEvent
 from rudder.feishu.inbound import pipeline
@@ -211,7 +211,7 @@ async def _act(
         topic_title = conv.title.rsplit(" · ", 1)[0] if topic else None
     if chat_id is None:
         return "refused", "new: the conversation has no chat", unknown
-    fresh = await routing.start_fresh(
+    fresh = await chat_convs.start_fresh(
         services,
         integration,
         chat_id,

@@ -9,25 +9,27 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from rudder import chat, texts
 from rudder.db.models import (
     Agent,
     ChatBinding,
-    Conversation,
     Integration,
-    OutboxItem,
     Run,
-    utcnow,
 )
 from rudder.db.models import InboundEvent as InboundRow
 from rudder.domain import budgets
 from rudder.domain import runs as runs_domain
-from rudder.feishu import bindings, events, names
+from rudder.feishu import bindings, names
+from rudder.feishu.chat_convs import (
+    binding_of,
+    bound_conversation,
+    new_conversation,
+    replies_to_bot,
+    topic_of,
+)
 from rudder.feishu.events import InboundEvent, InboundMessage, parse_event
 from rudder.feishu.outbound import outbound_of, send_notice, send_private_notice
 from rudder.feishu.regions import Region
@@ -36,8 +38,7 @@ from rudder.services import Services
 
 log = logging.getLogger(__name__)
 
-NON_TEXT_NOTICE_EVERY_S = 60.0
-TOPIC_TITLE_CHARS = 60  # at most one "send text" notice per chat per minute
+NON_TEXT_NOTICE_EVERY_S = 60.0  # at most one "send text" notice per chat per minute
 Outcome = tuple[str, str]
 
 
@@ -54,32 +55,6 @@ def mentions_bot(message: InboundMessage, bot_open_id: str | None) -> bool:
     return bot_open_id in message.mentioned_open_ids or any(
         m.id is not None and m.id.open_id == bot_open_id for m in message.mentions
     )
-
-
-async def replies_to_bot(
-    services: Services, integration: Integration, message: InboundMessage
-) -> bool:
-    """The message answers (quotes, or replies in a topic to) one of this bot's own messages:
-    that addresses the bot as an @-mention would. Only what the bot sent counts."""
-    if not message.parent_id:
-        return False
-    async with services.sessions() as session:
-        found = await session.scalar(
-            select(OutboxItem.id)
-            .where(
-                OutboxItem.feishu_message_id == message.parent_id,
-                OutboxItem.integration_id == integration.id,
-                OutboxItem.status == "sent",
-            )
-            .limit(1)
-        )
-    return found is not None
-
-
-def topic_of(message: InboundMessage) -> str | None:
-    """The topic a message belongs to: its thread (a topic group's topic, or a thread opened in
-    a normal group). A quoted reply without a thread stays in the chat's own conversation."""
-    return message.thread_id
 
 
 async def route(
@@ -171,7 +146,7 @@ async def route(
     if command == "/stop":
         return await _stop(services, integration, message, event)
     if command == "/new":
-        await _new_conversation(services, integration, message, user.id)
+        await new_conversation(services, integration, message, user.id)
         await send_notice(
             services,
             integration.id,
@@ -195,7 +170,7 @@ async def route(
         return "ignored", "empty message"
     # 8. A message for the agent, posted once per Feishu message.
     async with services.sessions() as session:
-        conv = await _bound_conversation(services, session, integration, message, user.id)
+        conv = await bound_conversation(services, session, integration, message, user.id)
         if await chat.posted_message(session, conv, message.message_id) is not None:
             return "processed", "message was already posted; not posted again"
         _, run = await chat.post_user_message(
@@ -321,7 +296,7 @@ async def _stop(
     async with services.sessions() as session:
         binding = await session.scalar(
             select(ChatBinding).where(
-                *_binding_of(integration.id, message.chat_id, topic_of(message))
+                *binding_of(integration.id, message.chat_id, topic_of(message))
             )
         )
         active = (
@@ -340,158 +315,3 @@ async def _stop(
         key=_key("stop", event.event_id),
     )
     return "command", "/stop: " + ("stopped the reply" if stopped else "nothing was running")
-
-
-async def _chat_name(services: Services, integration: Integration, message: InboundMessage) -> str:
-    if message.chat_type == "p2p":
-        person = message.sender_name or await names.user_name(
-            services, integration, message.sender_open_id
-        )
-        return texts.CHAT_TITLE_DM.format(name=person) if person else texts.CHAT_TITLE_DM_UNNAMED
-    return await names.chat_name(services, integration, message.chat_id) or texts.CHAT_TITLE_GROUP
-
-
-def _binding_of(integration_id: str, chat_id: str, topic: str | None) -> list[Any]:
-    """The where clauses of the active binding of a chat, or of one topic in it."""
-    return [
-        ChatBinding.integration_id == integration_id,
-        ChatBinding.external_chat_id == chat_id,
-        ChatBinding.external_thread_id.is_(None)
-        if topic is None
-        else ChatBinding.external_thread_id == topic,
-        ChatBinding.active.is_(True),
-    ]
-
-
-async def _topic_title(
-    services: Services, integration: Integration, message: InboundMessage
-) -> str:
-    """A topic's conversation is named after the topic's first message (its thread root)."""
-    text = message.text or ""
-    if message.root_id and message.root_id != message.message_id:
-        text = await names.message_text(services, integration, message.root_id) or text
-    line = " ".join(events.strip_mentions(text).split())
-    short = line[:TOPIC_TITLE_CHARS] + ("…" if len(line) > TOPIC_TITLE_CHARS else "")
-    return short or texts.CHAT_TITLE_TOPIC
-
-
-async def _create_bound(
-    session: AsyncSession,
-    integration: Integration,
-    chat_id: str,
-    chat_type: str,
-    user_id: str,
-    name: str,
-    topic: str | None = None,
-    topic_title: str | None = None,
-) -> Conversation:
-    agent = await session.get(Agent, integration.agent_id)
-    assert agent is not None
-    conv = Conversation(
-        org_id=integration.org_id,
-        agent_id=integration.agent_id,
-        created_by_user_id=user_id,
-        title=f"{topic_title or name} · {agent.name}",
-        source="feishu",
-        integration_id=integration.id,
-        region=integration.region,
-        external_chat_id=chat_id,
-        external_chat_type=chat_type,
-        external_chat_name=name,
-        external_thread_id=topic,
-        bound=True,
-    )
-    session.add(conv)
-    await session.flush()
-    session.add(
-        ChatBinding(
-            integration_id=integration.id,
-            external_chat_id=chat_id,
-            external_thread_id=topic,
-            conversation_id=conv.id,
-        )
-    )
-    await session.flush()
-    return conv
-
-
-async def _bound_conversation(
-    services: Services,
-    session: AsyncSession,
-    integration: Integration,
-    message: InboundMessage,
-    user_id: str,
-) -> Conversation:
-    topic = topic_of(message)
-    binding = await session.scalar(
-        select(ChatBinding).where(*_binding_of(integration.id, message.chat_id, topic))
-    )
-    if binding is not None:
-        conv = await session.get(Conversation, binding.conversation_id)
-        if conv is not None:
-            return conv
-    # Read the chat's name before writing: no network call while holding the write lock.
-    name = await _chat_name(services, integration, message)
-    return await _create_bound(
-        session,
-        integration,
-        message.chat_id,
-        message.chat_type,
-        user_id,
-        name,
-        topic,
-        await _topic_title(services, integration, message) if topic else None,
-    )
-
-
-async def _new_conversation(
-    services: Services, integration: Integration, message: InboundMessage, user_id: str
-) -> Conversation:
-    name = await _chat_name(services, integration, message)
-    topic = topic_of(message)
-    title = await _topic_title(services, integration, message) if topic else None
-    fresh = await start_fresh(
-        services,
-        integration,
-        message.chat_id,
-        message.chat_type,
-        name,
-        user_id,
-        topic=topic,
-        topic_title=title,
-    )
-    assert fresh is not None
-    return fresh
-
-
-async def start_fresh(
-    services: Services,
-    integration: Integration,
-    chat_id: str,
-    chat_type: str,
-    name: str,
-    user_id: str,
-    *,
-    topic: str | None = None,
-    topic_title: str | None = None,
-    replacing: str | None = None,
-) -> Conversation | None:
-    """End the chat's active binding and bind a fresh conversation (`/new`, the card's New
-    conversation). With `replacing`, only when that conversation is still the chat's bound
-    one: a second press on an old card starts nothing (None)."""
-    async with services.sessions() as session, session.begin():
-        old = list(
-            await session.scalars(
-                select(ChatBinding)
-                .where(*_binding_of(integration.id, chat_id, topic))
-                .with_for_update()
-            )
-        )
-        if replacing is not None and [b.conversation_id for b in old] != [replacing]:
-            return None
-        for binding in old:
-            binding.active, binding.ended_at = False, utcnow()
-        await session.flush()
-        return await _create_bound(
-            session, integration, chat_id, chat_type, user_id, name, topic, topic_title
-        )
