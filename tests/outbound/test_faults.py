@@ -17,7 +17,7 @@ from tests.outbound.conftest import Bot
 async def test_rate_limits_and_5xx_are_retried_into_exactly_one_reply(bot: Bot) -> None:
     await bot.fault("im.message.reply", 230020, count=2)
     await bot.fault("cardkit.card.create", 99991400, count=2, http_status=429)
-    await bot.fault("cardkit.card.settings", 1, count=1, http_status=503)
+    await bot.fault("cardkit.card.update", 1, count=1, http_status=503)
     run_id, _ = await bot.ask(text="still arrives once", pieces=3, delay=0.02)
     await bot.wait_done(run_id)
     replies = await bot.bot_messages()
