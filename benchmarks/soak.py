@@ -49,6 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench import free_port, start_sandbox, stop
 
+from rudder.texts import CARD_FOOTER_DONE
+
 HERE = Path(__file__).resolve().parent
 AGENT = HERE / "_soak_agent.py"
 sys.path.insert(0, str(HERE))
@@ -237,7 +239,11 @@ def judge(sent: Sent, replies: list[dict[str, Any]]) -> str:
     [reply] = replies
     if reply["msg_type"] == "interactive" and (reply.get("streaming") or not reply["text"]):
         return "stuck"
-    return "real" if reply["text"].strip() == sent.expected else "notice"
+    text = str(reply["text"])
+    done = "\n" + CARD_FOOTER_DONE  # a finished card's footer
+    if reply["msg_type"] == "interactive" and text.endswith(done):
+        text = text[: -len(done)]
+    return "real" if text.strip() == sent.expected else "notice"
 
 
 async def poll(

@@ -8,7 +8,8 @@ older than `STALE_AFTER_S` and not in progress here, and hands it back to that o
 - the inbound pipeline routes events still `received`;
 - the run queue submits `queued` runs and treats orphaned `running` ones as interrupted;
 - the Feishu outbound resumes replies whose ledger is pending, starts replies for Feishu runs
-  that have none, and delivers other pending rows.
+  that have none, delivers other pending rows, and settles reply cards still showing work
+  after their run ended (card_sweep.py).
 Embedded (SQLite) mode only: on PostgreSQL the bot leases and the shared run queue decide who
 owns what, and a takeover recovers a dead instance's work.
 """

@@ -337,3 +337,26 @@ WEB_GROUPS_INTRO = (
     "activity log."
 )
 WEB_GROUPS_NONE = "No group has messaged this bot yet: add it to a group and @-mention it."
+
+# -- Reply cards: Stop and New conversation buttons (card.action.trigger) ---------------------------
+CARD_BUTTON_STOP = "Stop"
+CARD_BUTTON_NEW = "New conversation"
+CARD_FOOTER_DONE = "Done"
+CARD_MOVED = "(This part of the reply is in the message below.)"
+CARD_TOAST_STOPPING = "Stopping the reply."
+CARD_TOAST_ALREADY_STOPPING = "This reply is already being stopped."
+CARD_TOAST_FINISHED = "This reply has already finished."
+CARD_TOAST_ONLY_STOP = "Only {name} or an owner or admin of the organization can stop this reply."
+CARD_TOAST_ONLY_NEW = (
+    "Only {name} or an owner or admin of the organization can start a new conversation here."
+)
+CARD_TOAST_NEW_STARTED = "Started a fresh conversation."
+CARD_TOAST_NEW_ALREADY = "A newer conversation has already started here."
+CARD_TOAST_NOT_LINKED = (
+    "Your {product} account is not linked to a Rudder member yet: send the bot a message first."
+)
+CARD_TOAST_UNKNOWN = "This button is no longer valid."
+CARD_TOAST_REPEATED = "Already done."
+CARD_TOAST_BUSY = "Rudder is busy; press again in a moment."
+CARD_REQUESTER_UNKNOWN = "the person who asked"
+CHAT_TITLE_TOPIC = "Topic"

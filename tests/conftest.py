@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from rudder.config import Settings, normalize_database_url
-from rudder.server import create_app
+from rudder.server import RunningServer, create_app
 from rudder.services import Services
 
 TEST_SECRETS_KEY = secrets.token_hex(32)
@@ -162,11 +162,28 @@ async def rig(settings: Settings) -> AsyncIterator[FeishuRig]:
                 yield FeishuRig(app=application, client=c, sandbox=sandbox, sb=sb)
 
 
+@pytest.fixture
+async def served(settings: Settings) -> AsyncIterator[FeishuRig]:
+    """The `rig` with Rudder on a real socket (uvicorn, port 0): the sandbox can push webhooks
+    and card callbacks to it."""
+    async with (
+        SandboxServer() as sandbox,
+        httpx.AsyncClient(base_url=sandbox.url, timeout=10) as sb,
+    ):
+        settings.feishu_base_url = sandbox.url
+        application = create_app(settings)
+        async with (
+            RunningServer(application) as server,
+            httpx.AsyncClient(base_url=server.url, timeout=20) as c,
+        ):
+            yield FeishuRig(app=application, client=c, sandbox=sandbox, sb=sb)
+
+
 # -- Test tiers ------------------------------------------------------------------------------------
 # `make test-fast` runs the unit tier (`-m "not slow"`); `make test` runs everything. A test is in
 # the slow tier when it needs PostgreSQL, a real browser, a server on loopback (the sandbox, a
 # cluster), or starts Rudder or a CLI as a process.
-SLOW_FIXTURES = {"rig", "sandbox", "cluster", "fresh_database", "live", "bot"}
+SLOW_FIXTURES = {"rig", "served", "sandbox", "cluster", "fresh_database", "live", "bot"}
 SLOW_PATHS = (
     "tests/e2e_cli_runtimes/",
     "tests/scale/",

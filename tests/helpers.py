@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from rudder import texts
+
 FINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -38,3 +40,26 @@ async def default_org_and_agent(client: httpx.AsyncClient) -> tuple[dict[str, An
     org = orgs[0]
     agents = (await client.get(f"/api/orgs/{org['id']}/agents")).json()
     return org, agents[0]
+
+
+DONE = "\n" + texts.CARD_FOOTER_DONE  # how a finished one-card reply ends when read
+
+
+def card_body(message: dict[str, Any]) -> str:
+    """The reply text on a sandbox card message (its streaming element), without the footer."""
+    elements = ((message.get("card") or {}).get("body") or {}).get("elements") or []
+    return "".join(
+        str(e.get("content", "")) for e in elements if e.get("element_id") == "streaming_content"
+    )
+
+
+def card_footer(message: dict[str, Any]) -> str | None:
+    elements = ((message.get("card") or {}).get("body") or {}).get("elements") or []
+    found = [str(e["content"]) for e in elements if e.get("element_id") == "rudder_footer"]
+    return found[0] if found else None
+
+
+def card_buttons(message: dict[str, Any]) -> list[str]:
+    """The labels of a card's buttons, in order."""
+    elements = ((message.get("card") or {}).get("body") or {}).get("elements") or []
+    return [str(e["text"]["content"]) for e in elements if e.get("tag") == "button"]

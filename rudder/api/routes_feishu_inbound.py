@@ -25,7 +25,7 @@ from rudder.api.deps import (
 from rudder.db.models import InboundEvent, Integration, User
 from rudder.domain import orgs, secret_store
 from rudder.domain.errors import DomainError, Invalid, NotFound, Unauthorized
-from rudder.feishu import bindings
+from rudder.feishu import bindings, card_actions
 from rudder.feishu import identities as feishu_identities
 from rudder.feishu.connect import integration_for_agent
 from rudder.feishu.events import EventError, parse_event
@@ -139,6 +139,9 @@ async def webhook(integration_id: str, request: Request, services: ServicesDep) 
             app_id,
         )
         return JSONResponse({"error": "refused", "detail": "not authentic"}, status_code=401)
+    if card_actions.is_callback(event):
+        # A button press: the answer (toast) is the HTTP 200 body, within Feishu's 3 s.
+        return JSONResponse(await card_actions.answer(services, integration_id, event))
     try:
         await pipeline(services).receive(integration_id, event)
     except Exception:

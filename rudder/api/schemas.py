@@ -285,6 +285,8 @@ class ConversationOut(Model):
     external_chat_id: str | None
     external_chat_type: str | None
     external_chat_name: str | None
+    # The topic (thread) of the chat this conversation is bound to; None for the chat itself.
+    external_thread_id: str | None = None
     forked_from_conversation_id: str | None
     forked_from_message_id: str | None
     last_message_at: datetime | None

@@ -30,6 +30,8 @@ class Conversation(Base):
     external_chat_id: Mapped[str | None] = mapped_column(String(100), default=None)
     external_chat_type: Mapped[str | None] = mapped_column(String(20), default=None)
     external_chat_name: Mapped[str | None] = mapped_column(String(300), default=None)
+    # The topic (thread_id `omt_…`) this conversation is bound to, inside external_chat_id.
+    external_thread_id: Mapped[str | None] = mapped_column(String(100), default=None)
     bound: Mapped[bool] = mapped_column(default=False)
     forked_from_conversation_id: Mapped[str | None] = mapped_column(
         ForeignKey("conversations.id", ondelete="SET NULL"), default=None

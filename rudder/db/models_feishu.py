@@ -65,6 +65,8 @@ class ChatBinding(Base):
 
     integration_id: Mapped[str] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))
     external_chat_id: Mapped[str] = mapped_column(String(100))
+    # A topic (thread) of the chat is a conversation of its own; None for the chat itself.
+    external_thread_id: Mapped[str | None] = mapped_column(String(100), default=None)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     active: Mapped[bool] = mapped_column(default=True)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -125,7 +127,10 @@ class InboundEvent(Base):
 
 class OutboxItem(Base):
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
+        Index("ix_outbox_feishu_message", "feishu_message_id"),
+    )
 
     integration_id: Mapped[str] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))
     run_id: Mapped[str | None] = mapped_column(String(32), default=None)

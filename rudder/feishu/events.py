@@ -119,6 +119,11 @@ class InboundMessage:
     # Open ids @-mentioned in the body; for a post this includes `at` elements that carry an
     # open_id directly instead of a `@_user_N` placeholder (some clients send those).
     mentioned_open_ids: tuple[str, ...] = ()
+    # Where the message sits (threads.py in the sandbox): a topic's messages carry `thread_id`;
+    # a quoted reply in a normal group only `parent_id`/`root_id`.
+    parent_id: str | None = None
+    root_id: str | None = None
+    thread_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +295,9 @@ def parse_event(payload: bytes | dict[str, Any]) -> InboundEvent:
             sender_union_id=sender_id.union_id,
             sender_type=body.sender.sender_type,
             mentioned_open_ids=parsed.mentioned_open_ids,
+            parent_id=body.message.parent_id or None,
+            root_id=body.message.root_id or None,
+            thread_id=body.message.thread_id or None,
         )
     return InboundEvent(
         event_id=env.header.event_id,

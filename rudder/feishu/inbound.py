@@ -98,7 +98,11 @@ class InboundPipeline:
         if received.duplicate or received.refused:
             # At-least-once delivery: Feishu may push the same event again (reference §7.5).
             return received
+        # One queue per chat, and per topic: topics of one group are conversations of their
+        # own and run side by side.
         chat = f"{integration_id}:{msg.chat_id}" if msg else f"event:{row_id}"
+        if msg and msg.thread_id:
+            chat += f":{msg.thread_id}"
         if len(self._parsed) < IN_MEMORY_MAX:
             self._parsed[row_id] = (integration_id, event)
         self.schedule(row_id, chat, integration_id, urgent=is_stop(event))

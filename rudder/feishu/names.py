@@ -9,6 +9,7 @@ permission to add, and the call is not repeated for every message meanwhile.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 ACCESS_DENIED = 99991672
 USER_SCOPE = "contact:user.base:readonly"
 CHAT_SCOPE = "im:chat:readonly"
+MESSAGE_SCOPE = "im:message"
 KEEP_S = 3600.0  # names change rarely; an hour-old name is fine
 RETRY_MISSING_S = 600.0  # after "no permission", ask again in ten minutes (scopes get added)
 MAX_ENTRIES = 50_000
@@ -140,6 +142,31 @@ async def chat_name(services: Services, integration: Integration, chat_id: str) 
     if data is not None:
         names.keep(integration.id, chat_id, name)
     return name
+
+
+async def message_text(services: Services, integration: Integration, message_id: str) -> str | None:
+    """A text message's text (a topic's first message, to name the topic), or None."""
+    names = book(services)
+    key = "msg:" + message_id
+    hit, text = names.cached(integration.id, key)
+    if hit:
+        return text
+    data = await _read(
+        services, integration, key, MESSAGE_SCOPE, f"/open-apis/im/v1/messages/{message_id}", {}
+    )
+    items = data.get("items") if data else None
+    first = items[0] if isinstance(items, list) and items and isinstance(items[0], dict) else {}
+    body = first.get("body") if isinstance(first.get("body"), dict) else {}
+    found: str | None = None
+    try:
+        content = json.loads(str(body.get("content") or "{}")) if body else {}
+        value = content.get("text") if isinstance(content, dict) else None
+        found = value if isinstance(value, str) and value.strip() else None
+    except ValueError:
+        found = None
+    if data is not None:
+        names.keep(integration.id, key, found)
+    return found
 
 
 async def display_names(

@@ -21,7 +21,7 @@ from rudder.db.models import Conversation, Integration, Message, OutboxItem, Run
 from rudder.domain import activity
 from rudder.domain import conversations as convs
 from rudder.domain.runs import FINAL_STATUSES
-from rudder.feishu import outbox
+from rudder.feishu import card_sweep, outbox
 from rudder.feishu import reply_calls as calls
 from rudder.feishu.bots import bot_for
 from rudder.feishu.chunking import TEXT_BUDGET, split_text
@@ -164,7 +164,16 @@ class Outbound:
         if loose and not self._closed:
             taken += len(loose)
             self._spawn(self._deliver_in_order(loose), "feishu-outbox-sweep")
+        if not self._closed:
+            taken += await card_sweep.settle(self, older_than_s)
         return taken
+
+    def replies_in_progress(self) -> set[str]:
+        return set(self._replies)
+
+    def spawn_delivery(self, item: Item) -> None:
+        if not self._closed:
+            self._spawn(self.deliver(item), f"feishu-outbox:{item.id}")
 
     async def _deliver_in_order(self, items: list[Item]) -> None:
         for item in items:
@@ -396,6 +405,28 @@ def spawn_private_notice(
         ob._spawn(send(), f"feishu-private-notice:{integration_id}")
 
 
+def spawn_notice(
+    services: Services,
+    integration_id: str,
+    chat_id: str,
+    text: str,
+    *,
+    reply_to: str | None,
+    key: str,
+) -> None:
+    """`send_notice` without waiting for it (a card callback answers within 3 s)."""
+    ob = outbound_of(services)
+
+    async def send() -> None:
+        try:
+            await send_notice(services, integration_id, chat_id, text, reply_to=reply_to, key=key)
+        except Exception:
+            log.exception("notice in %s could not be queued", chat_id)
+
+    if not ob._closed:
+        ob._spawn(send(), f"feishu-notice:{integration_id}")
+
+
 @dataclass(frozen=True, slots=True)
 class PostedMessage:
     status: str  # sent | pending | failed
@@ -427,6 +458,7 @@ async def post_agent_message(
                 Conversation.integration_id == integration.id,
                 Conversation.agent_id == integration.agent_id,
                 Conversation.external_chat_id == chat_id,
+                Conversation.external_thread_id.is_(None),  # the chat itself, not a topic
             )
             .order_by(Conversation.bound.desc(), Conversation.created_at.desc())
             .limit(1)

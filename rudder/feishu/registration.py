@@ -51,6 +51,7 @@ BOT_EVENTS = [
     "im.chat.member.bot.added_v1",
     "im.chat.member.bot.deleted_v1",
 ]
+BOT_CALLBACKS = ["card.action.trigger"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,12 @@ def encode_addons(addons: dict[str, Any]) -> str:
 
 
 def bot_addons() -> dict[str, Any]:
-    return {"scopes": {"tenant": BOT_SCOPES}, "events": {"items": {"tenant": BOT_EVENTS}}}
+    return {
+        "scopes": {"tenant": BOT_SCOPES},
+        "events": {"items": {"tenant": BOT_EVENTS}},
+        # Presses on the reply card's Stop and New conversation buttons (card_actions).
+        "callbacks": {"items": BOT_CALLBACKS},
+    }
 
 
 def verification_url(

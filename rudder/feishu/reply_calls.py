@@ -6,7 +6,8 @@ import json
 import time
 from typing import Any
 
-from rudder import texts
+from rudder.feishu import card_controls as controls
+from rudder.feishu.card_controls import ELEMENT_ID, summary_of
 from rudder.feishu.client import BotClient
 from rudder.feishu.errors import CARD_SEQUENCE, MESSAGE_RECALLED, FeishuError
 from rudder.feishu.outbox import Checkpoint, Item, idempotency_uuid
@@ -23,30 +24,15 @@ NOTICE = "notice"
 MESSAGE = "message"
 COSMETIC = frozenset({TYPING, TYPING_OFF})  # a failure here never marks a reply as failed
 
-ELEMENT_ID = "streaming_content"
 TYPING_EMOJI = "Typing"
 STREAMING_CLOSED = 300309
 REACTION_GONE = 230001  # invalid reaction_id: the reaction no longer exists
 SEQUENCE_MAX = 2**31 - 1
-SUMMARY_CHARS = 60
 
 
-def streaming_card(text: str) -> dict[str, Any]:
+def streaming_card(text: str, stop: dict[str, str] | None = None) -> dict[str, Any]:
     """CardKit JSON 2.0 with one markdown element (reference §6.6, skeleton from the doc)."""
-    return {
-        "schema": "2.0",
-        "config": {
-            "streaming_mode": True,
-            "update_multi": True,  # must not be false for CardKit updates (300302)
-            "summary": {"content": texts.REPLY_CARD_SUMMARY},
-        },
-        "body": {"elements": [{"tag": "markdown", "content": text, "element_id": ELEMENT_ID}]},
-    }
-
-
-def summary_of(text: str) -> str:
-    line = " ".join(text.split())
-    return line[:SUMMARY_CHARS] + ("…" if len(line) > SUMMARY_CHARS else "")
+    return controls.working_card(text, stop)
 
 
 class Sequencers:
@@ -85,7 +71,8 @@ async def perform(bot: BotClient, seqs: Sequencers, item: Item, checkpoint: Chec
                     raise
     elif item.kind == CARD:
         if not p.get("card_id"):
-            p["card_id"] = await bot.create_card(streaming_card(str(p.get("text", ""))))
+            stop = p.get("stop") if isinstance(p.get("stop"), dict) else None
+            p["card_id"] = await bot.create_card(streaming_card(str(p.get("text", "")), stop))
             p["t0"] = int(time.time() * 1000)
             # Remember the entity before sending it: a retry sends this card, not a new one.
             await checkpoint()
@@ -105,11 +92,16 @@ async def _post(bot: BotClient, item: Item, msg_type: str, content: dict[str, An
     if reply_to and not p.get("as_send"):
         try:
             data = await bot.reply_message(
-                str(reply_to), msg_type, content, uuid=item.uuid, chat=p.get("chat_id")
+                str(reply_to),
+                msg_type,
+                content,
+                uuid=item.uuid,
+                chat=p.get("chat_id"),
+                reply_in_thread=p.get("in_thread") is True,
             )
         except FeishuError as exc:
-            if exc.code != MESSAGE_RECALLED:
-                raise
+            if exc.code != MESSAGE_RECALLED or p.get("in_thread"):
+                raise  # a topic's reply never falls back into the main chat
             # The user recalled the message we answer: say it in the chat instead (peers lose
             # these replies silently, peers.md §3.6). Its own uuid keeps the send at most once.
             p["as_send"] = True
@@ -150,6 +142,18 @@ async def _card_call(
 async def _close_card(bot: BotClient, seqs: Sequencers, item: Item, checkpoint: Checkpoint) -> None:
     p = item.payload
     card_id, t0, text = str(p["card_id"]), int(p["t0"]), str(p["text"])
+    if "footer" in p:
+        # The card's final form in one full update: text, footer, New conversation (or no
+        # button on an earlier part), streaming off. It also settles a card left behind.
+        new = p.get("new") if isinstance(p.get("new"), dict) else None
+        card = controls.final_card(text, str(p.get("footer") or "") or None, new)
+        data = json.dumps(card, ensure_ascii=False)
+        await _card_call(
+            bot, seqs, card_id, t0, "PUT", "", {"card": {"type": "card_json", "data": data}}
+        )
+        p["closed"] = True
+        seqs.forget(card_id)
+        return
     if not p.get("content_done"):
         try:
             await _card_call(

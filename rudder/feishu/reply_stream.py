@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rudder import texts
 from rudder.db.models import Conversation, Integration, Message, Run, utcnow
 from rudder.domain import activity
+from rudder.feishu import card_controls as controls
 from rudder.feishu import outbox
 from rudder.feishu import reply_calls as calls
 from rudder.feishu.chunking import CARD_BUDGET, TEXT_BUDGET, split_text
@@ -51,6 +52,7 @@ class ReplyTarget:
     reply_to: str | None  # the user's Feishu message id
     reply_message_id: str | None  # our assistant message (None until the run has started)
     conversation_id: str
+    in_thread: bool = False  # the conversation is a topic: every reply stays inside it
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ async def load_target(ob: Outbound, run_id: str) -> ReplyTarget | None:
             reply_to=trigger.external_message_id if trigger else None,
             reply_message_id=run.reply_message_id,
             conversation_id=conv.id,
+            in_thread=conv.external_thread_id is not None,
         )
 
 
@@ -93,22 +96,40 @@ def reference(run_id: str) -> str:
     return run_id[:8]
 
 
-def with_state(ending: Ending, run_id: str = "") -> str:
-    """The text people see at the end: the reply, plus the run's state when it did not succeed.
+def state_line(ending: Ending, run_id: str = "") -> str | None:
+    """The run's state when it did not succeed, as people read it (None when it did).
 
     A failure shows its reason only when it is one of Rudder's own sentences; anything else
     (a runtime's error, a database error) shows a generic line with the run's reference.
     """
     if ending.status == "cancelled":
-        state = texts.REPLY_STOPPED
-    elif ending.status == "failed":
+        return texts.REPLY_STOPPED
+    if ending.status == "failed":
         if ending.error in SHOWN_REASONS:
-            state = texts.REPLY_FAILED.format(reason=ending.error[:REASON_MAX])
-        else:
-            state = texts.REPLY_FAILED_GENERIC.format(ref=reference(run_id) or "?")
-    else:
+            return texts.REPLY_FAILED.format(reason=ending.error[:REASON_MAX])
+        return texts.REPLY_FAILED_GENERIC.format(ref=reference(run_id) or "?")
+    return None
+
+
+def with_state(ending: Ending, run_id: str = "") -> str:
+    """The text people see at the end of a plain-text reply: the reply, plus the run's state
+    when it did not succeed."""
+    state = state_line(ending, run_id)
+    if state is None:
         return ending.text or texts.REPLY_EMPTY
     return f"{ending.text}\n\n{state}" if ending.text else state
+
+
+def card_footer(ending: Ending, run_id: str = "") -> str:
+    """The compact footer of a reply's last card: stopped, failed with a short reason, or done."""
+    return state_line(ending, run_id) or texts.CARD_FOOTER_DONE
+
+
+def card_text(ending: Ending, run_id: str = "") -> str:
+    """What a person reads on a one-card reply once it ended: the text, then the footer."""
+    body = ending.text or ("" if ending.status != "succeeded" else texts.REPLY_EMPTY)
+    footer = card_footer(ending, run_id)
+    return f"{body}\n{footer}" if body else footer
 
 
 class RunReply:
@@ -192,7 +213,7 @@ class RunReply:
         if target.reply_to:
             specs.append(self._spec(target, calls.TYPING, target.reply_to, {}, "typing"))
         if target.style != "plain_text":
-            payload = self._message_payload(target, text="", part=0)
+            payload = self._message_payload(target, text="", part=0, stop=self._value(target))
             to = target.reply_to or target.chat_id
             specs.append(self._spec(target, calls.CARD, to, payload, "card", "0"))
         items = await outbox.enqueue_many(self.ob.services.sessions, specs)
@@ -243,39 +264,66 @@ class RunReply:
         return item if item.status == "sent" else None
 
     def _message_payload(self, target: ReplyTarget, **extra: Any) -> dict[str, Any]:
-        return {"chat_id": target.chat_id, "reply_to": target.reply_to, **extra}
+        base: dict[str, Any] = {"chat_id": target.chat_id, "reply_to": target.reply_to}
+        if target.in_thread:
+            base["in_thread"] = True
+        return {**base, **extra}
+
+    def _value(self, target: ReplyTarget, action: str = controls.STOP) -> dict[str, str]:
+        """A signed button value for this run (card_controls)."""
+        key = self.ob.services.box.key
+        return controls.button_value(key, action, self.run_id, target.integration_id)
 
     async def _card(self, target: ReplyTarget, part: int, text: str) -> Item | None:
         item = self.cards.get(part)
         if item is None:
-            payload = self._message_payload(target, text=text, part=part)
+            payload = self._message_payload(target, text=text, part=part, stop=self._value(target))
             to = target.reply_to or target.chat_id
             item = await self._send(target, calls.CARD, to, payload, "card", str(part))
             self.cards[part] = item
             self.shown[part] = str(item.payload.get("text", ""))
         return item if item.status == "sent" else None
 
-    async def _close(self, target: ReplyTarget, part: int, content: str) -> None:
-        """Give card `part` its final content and end its streaming; else post it as text."""
+    async def _close(
+        self, target: ReplyTarget, part: int, content: str, footer: str | None = None
+    ) -> None:
+        """Give card `part` its final form; else post it as text. The reply's last card gets
+        the `footer` and the New conversation button; earlier parts only lose Stop."""
         if part in self.closed:
             return
         card = await self._card(target, part, content)
         if card is not None:
-            payload = {
-                "card_id": card.payload["card_id"],
-                "t0": card.payload["t0"],
-                "text": content,
-            }
             final = await self._send(
-                target, calls.CARD_FINAL, card.target, payload, "final", str(part)
+                target,
+                calls.CARD_FINAL,
+                card.target,
+                self._final_payload(target, card, content, footer),
+                "final",
+                str(part),
             )
             if final.status == "sent":
                 self.closed.add(part)
                 return
         # Card errors (size 200860, tables 230099/11310, …) must not lose the text: peers did
         # (peers.md §3.7), so this part goes out as plain text instead.
-        await self._text(target, "card_text", part, content)
+        text = f"{content}\n\n{footer}" if footer and footer != texts.CARD_FOOTER_DONE else content
+        await self._text(target, "card_text", part, text or footer or texts.REPLY_EMPTY)
         self.closed.add(part)
+        if card is not None:
+            # The card itself must not keep showing work (and Stop): it says where its text went.
+            moved = self._final_payload(target, card, texts.CARD_MOVED, None)
+            await self._send(target, calls.CARD_FINAL, card.target, moved, "settle", str(part))
+
+    def _final_payload(
+        self, target: ReplyTarget, card: Item, text: str, footer: str | None
+    ) -> dict[str, Any]:
+        return {
+            "card_id": card.payload["card_id"],
+            "t0": card.payload["t0"],
+            "text": text,
+            "footer": footer or "",
+            "new": self._value(target, controls.NEW) if footer is not None else None,
+        }
 
     async def _text(self, target: ReplyTarget, scope: str, part: int, content: str) -> None:
         payload = self._message_payload(target, msg_type="text", content={"text": content})
@@ -326,7 +374,9 @@ class RunReply:
             bot = await self.ob.bot(target.integration_id)
             seq = self.ob.seqs.next(card_id, t0)
             # Under pressure a frame is skipped rather than queued: frames coalesce.
-            if await bot.stream_card_text(card_id, calls.ELEMENT_ID, text, seq, skip_if_busy=True):
+            if await bot.stream_card_text(
+                card_id, controls.ELEMENT_ID, text, seq, skip_if_busy=True
+            ):
                 self.shown[part] = text
         except FeishuError as exc:
             if exc.retryable or exc.code == CARD_SEQUENCE:
@@ -354,10 +404,12 @@ class RunReply:
                 await self._text(target, "text", part, content)
             return
         parts = split_text(ending.text, CARD_BUDGET)
-        # The state line goes on the last card; the budget leaves room for it under 30 KB.
-        parts[-1] = with_state(Ending(ending.status, parts[-1], ending.error), self.run_id)
+        if ending.status == "succeeded" and not ending.text:
+            parts = [texts.REPLY_EMPTY]
+        # The footer and the buttons go on the last card; the budget leaves room for them.
+        footer = card_footer(ending, self.run_id)
         for part, content in enumerate(parts):
-            await self._close(target, part, content)
+            await self._close(target, part, content, footer if part == len(parts) - 1 else None)
 
     async def _report(self, target: ReplyTarget) -> None:
         """After the last attempt a reply that did not arrive is visible in Rudder, never silent."""

@@ -11,14 +11,25 @@ import logging
 import time
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from rudder import chat, texts
-from rudder.db.models import Agent, ChatBinding, Conversation, Integration, Run, utcnow
+from rudder.db.models import (
+    Agent,
+    ChatBinding,
+    Integration,
+    Run,
+)
 from rudder.db.models import InboundEvent as InboundRow
 from rudder.domain import budgets
 from rudder.domain import runs as runs_domain
 from rudder.feishu import bindings, names
+from rudder.feishu.chat_convs import (
+    binding_of,
+    bound_conversation,
+    new_conversation,
+    replies_to_bot,
+    topic_of,
+)
 from rudder.feishu.events import InboundEvent, InboundMessage, parse_event
 from rudder.feishu.outbound import outbound_of, send_notice, send_private_notice
 from rudder.feishu.regions import Region
@@ -74,8 +85,13 @@ async def route(
         message.sender_open_id and message.sender_open_id == integration.bot_open_id
     ):
         return "ignored", "sent by a bot"
-    # 4. In groups only messages that @-mention this bot are for it.
-    if message.chat_type != "p2p" and not mentions_bot(message, integration.bot_open_id):
+    # 4. In groups only messages that @-mention this bot, or reply to one of its messages,
+    # are for it.
+    if (
+        message.chat_type != "p2p"
+        and not mentions_bot(message, integration.bot_open_id)
+        and not await replies_to_bot(services, integration, message)
+    ):
         return "ignored", "group message does not mention this bot" + (
             " (@all is not a mention)" if message.mention_all else ""
         )
@@ -130,7 +146,7 @@ async def route(
     if command == "/stop":
         return await _stop(services, integration, message, event)
     if command == "/new":
-        await _new_conversation(services, integration, message, user.id)
+        await new_conversation(services, integration, message, user.id)
         await send_notice(
             services,
             integration.id,
@@ -154,7 +170,7 @@ async def route(
         return "ignored", "empty message"
     # 8. A message for the agent, posted once per Feishu message.
     async with services.sessions() as session:
-        conv = await _bound_conversation(services, session, integration, message, user.id)
+        conv = await bound_conversation(services, session, integration, message, user.id)
         if await chat.posted_message(session, conv, message.message_id) is not None:
             return "processed", "message was already posted; not posted again"
         _, run = await chat.post_user_message(
@@ -182,6 +198,7 @@ async def route(
             reply_to=message.message_id,
             reply_message_id=None,
             conversation_id=conv.id,
+            in_thread=conv.external_thread_id is not None,
         ),
     )
     return "processed", "queued a run"
@@ -279,9 +296,7 @@ async def _stop(
     async with services.sessions() as session:
         binding = await session.scalar(
             select(ChatBinding).where(
-                ChatBinding.integration_id == integration.id,
-                ChatBinding.external_chat_id == message.chat_id,
-                ChatBinding.active.is_(True),
+                *binding_of(integration.id, message.chat_id, topic_of(message))
             )
         )
         active = (
@@ -300,86 +315,3 @@ async def _stop(
         key=_key("stop", event.event_id),
     )
     return "command", "/stop: " + ("stopped the reply" if stopped else "nothing was running")
-
-
-async def _chat_name(services: Services, integration: Integration, message: InboundMessage) -> str:
-    if message.chat_type == "p2p":
-        person = message.sender_name or await names.user_name(
-            services, integration, message.sender_open_id
-        )
-        return texts.CHAT_TITLE_DM.format(name=person) if person else texts.CHAT_TITLE_DM_UNNAMED
-    return await names.chat_name(services, integration, message.chat_id) or texts.CHAT_TITLE_GROUP
-
-
-async def _create_bound(
-    session: AsyncSession,
-    integration: Integration,
-    message: InboundMessage,
-    user_id: str,
-    name: str,
-) -> Conversation:
-    agent = await session.get(Agent, integration.agent_id)
-    assert agent is not None
-    conv = Conversation(
-        org_id=integration.org_id,
-        agent_id=integration.agent_id,
-        created_by_user_id=user_id,
-        title=f"{name} · {agent.name}",
-        source="feishu",
-        integration_id=integration.id,
-        region=integration.region,
-        external_chat_id=message.chat_id,
-        external_chat_type=message.chat_type,
-        external_chat_name=name,
-        bound=True,
-    )
-    session.add(conv)
-    await session.flush()
-    session.add(
-        ChatBinding(
-            integration_id=integration.id, external_chat_id=message.chat_id, conversation_id=conv.id
-        )
-    )
-    await session.flush()
-    return conv
-
-
-async def _bound_conversation(
-    services: Services,
-    session: AsyncSession,
-    integration: Integration,
-    message: InboundMessage,
-    user_id: str,
-) -> Conversation:
-    binding = await session.scalar(
-        select(ChatBinding).where(
-            ChatBinding.integration_id == integration.id,
-            ChatBinding.external_chat_id == message.chat_id,
-            ChatBinding.active.is_(True),
-        )
-    )
-    if binding is not None:
-        conv = await session.get(Conversation, binding.conversation_id)
-        if conv is not None:
-            return conv
-    # Read the chat's name before writing: no network call while holding the write lock.
-    name = await _chat_name(services, integration, message)
-    return await _create_bound(session, integration, message, user_id, name)
-
-
-async def _new_conversation(
-    services: Services, integration: Integration, message: InboundMessage, user_id: str
-) -> Conversation:
-    name = await _chat_name(services, integration, message)
-    async with services.sessions() as session, session.begin():
-        old = await session.scalars(
-            select(ChatBinding).where(
-                ChatBinding.integration_id == integration.id,
-                ChatBinding.external_chat_id == message.chat_id,
-                ChatBinding.active.is_(True),
-            )
-        )
-        for binding in old:
-            binding.active, binding.ended_at = False, utcnow()
-        await session.flush()
-        return await _create_bound(session, integration, message, user_id, name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import asdict
 from typing import Any, Protocol
@@ -21,9 +22,10 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from rudder.db.models import Integration
+from rudder.feishu import card_actions
 from rudder.feishu import connect as connecting
 from rudder.feishu.bots import forget
-from rudder.feishu.events import EventError
+from rudder.feishu.events import EventError, parse_event
 from rudder.feishu.inbound import InboundPipeline
 from rudder.feishu.longconn import (
     ACK_FAILED,
@@ -118,7 +120,12 @@ class Supervisor:
                 # Our lease is lapsing: Feishu pushes it again, to the bot's next holder.
                 return ACK_FAILED
             try:
-                await self.pipeline.receive_raw(integration_id, payload)
+                event = parse_event(payload)
+                if card_actions.is_callback(event):
+                    # A button press waits for its answer, which rides in the ack (§8.6).
+                    response = await card_actions.answer(self.services, integration_id, event)
+                    return AckResult(data=json.dumps(response, ensure_ascii=False).encode())
+                await self.pipeline.receive(integration_id, event)
             except EventError as exc:
                 # Malformed or unknown: logged and acked, never retried forever (STYLE §5).
                 log.warning(

@@ -159,6 +159,7 @@ def approve(
         addons = reg.prefill.get("addons")
         if isinstance(addons, dict):
             app.scopes = granted_scopes(addons)
+            app.callback_types = granted_callbacks(addons)
         reg.status = RegistrationStatus.APPROVED
         reg.app_id, reg.user_id, reg.approved_brand = app.app_id, user.user_id, chosen
         sandbox.touch()
@@ -200,6 +201,13 @@ def granted_scopes(addons: dict[str, Any]) -> list[str]:
             if isinstance(items, list):
                 found.extend(s for s in items if isinstance(s, str) and s not in found)
     return found
+
+
+def granted_callbacks(addons: dict[str, Any]) -> list[str]:
+    """The callbacks a preset subscribes (`callbacks.items`); none when it names none."""
+    callbacks = addons.get("callbacks")
+    items = callbacks.get("items") if isinstance(callbacks, dict) else None
+    return [c for c in items if isinstance(c, str)] if isinstance(items, list) else []
 
 
 def requested_scopes(addons: dict[str, Any]) -> list[str]:

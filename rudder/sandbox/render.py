@@ -78,6 +78,8 @@ def _walk_card(node: object, parts: list[str]) -> None:
     if not isinstance(node, dict):
         return
     tag = node.get("tag")
+    if tag == "button":
+        return  # a control, not text to read (the page shows it as a button)
     if tag in _TEXT_TAGS and isinstance(node.get("content"), str):
         parts.append(node["content"])
     for key, value in node.items():

@@ -67,6 +67,9 @@ async def test_connect_feishu_end_to_end(rig: FeishuRig) -> None:
     # The app holds what the preset asked for, names of people and chats included.
     granted = (await rig.control("GET", f"/apps/{integration['app_id']}"))["scopes"]
     assert {"contact:user.base:readonly", "im:chat:readonly", "im:message"} <= set(granted)
+    # And the card callback: the reply card's Stop and New conversation buttons work.
+    app_info = await rig.control("GET", f"/apps/{integration['app_id']}")
+    assert app_info["callback_types"] == ["card.action.trigger"]
     commands = await rig.control("GET", f"/apps/{integration['app_id']}/slash_commands")
     names = {
         c["command"]

@@ -14,7 +14,7 @@ from rudder import texts
 from tests.conftest import FeishuRig
 from tests.e2e_cli_runtimes.fake_model import FakeModel, ModelServer
 from tests.e2e_cli_runtimes.real_clis import claude_config, real_cli
-from tests.helpers import default_org_and_agent, wait_for, wait_run
+from tests.helpers import DONE, default_org_and_agent, wait_for, wait_run
 from tests.runtimes.runtime_helpers import install_fake_clis, read_calls, read_pids, wait_gone
 
 TOOLS_SESSION = "9e8d7c6b-5a49-4382-a716-0f1e2d3c4b5a"
@@ -135,7 +135,7 @@ async def test_claude_code_agent_in_a_feishu_dm(
 
     await wait_for(partial, timeout=15, interval=0.01)
     card = await finished_card(rig, chat, 0)
-    assert card["text"] == ANSWER
+    assert card["text"] == ANSWER + DONE
     (run,) = await feishu_runs(rig, agent)
     assert run["status"] == "succeeded" and run["usage"]["cost_usd"] == 0.0311
     messages = (
@@ -148,7 +148,7 @@ async def test_claude_code_agent_in_a_feishu_dm(
 
     # 2. The next message in the same chat resumes the CLI session.
     await say(rig, user, chat, "and the tests?")
-    assert (await finished_card(rig, chat, 1))["text"] == ANSWER
+    assert (await finished_card(rig, chat, 1))["text"] == ANSWER + DONE
     second = read_calls(record)[1]
     assert resumed(second) == TOOLS_SESSION and second["stdin"] == "and the tests?"
 
@@ -201,7 +201,7 @@ async def test_real_claude_code_streams_into_a_feishu_card(
 
         await wait_for(finished, timeout=90, interval=0.05)
         card = (await cards(rig, chat))[0]
-    assert card["text"] == REAL_ANSWER
+    assert card["text"] == REAL_ANSWER + DONE
     # The card showed the reply growing while the CLI was still answering.
     shown = [p for p in partials if p != REAL_ANSWER]
     assert len(shown) >= 2 and all(REAL_ANSWER.startswith(p) for p in shown), partials

@@ -96,6 +96,6 @@ async def test_a_failed_reply_shows_no_internals(settings: Settings) -> None:
     seen = str(card["text"])
     for leak in LEAKS:
         assert leak not in seen, leak
-    assert seen == "Let me check.\n\n" + texts.REPLY_FAILED_GENERIC.format(ref=run["id"][:8])
+    assert seen == "Let me check.\n" + texts.REPLY_FAILED_GENERIC.format(ref=run["id"][:8])
     # The detail is not lost: the run's page has it.
     assert detail["status"] == "failed" and "db-primary.corp.internal" in (detail["error"] or "")

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from rudder import texts
 from rudder.db.models import ActivityLog, OutboxItem
 from rudder.feishu import outbox
 from rudder.feishu import reply_calls as calls
 from rudder.feishu.chunking import CARD_BUDGET
 from rudder.feishu.outbound import send_notice
+from tests.helpers import DONE, card_body, card_buttons, card_footer
 from tests.outbound.conftest import Bot
 
 
 async def test_rate_limits_and_5xx_are_retried_into_exactly_one_reply(bot: Bot) -> None:
     await bot.fault("im.message.reply", 230020, count=2)
     await bot.fault("cardkit.card.create", 99991400, count=2, http_status=429)
-    await bot.fault("cardkit.card.settings", 1, count=1, http_status=503)
+    await bot.fault("cardkit.card.update", 1, count=1, http_status=503)
     run_id, _ = await bot.ask(text="still arrives once", pieces=3, delay=0.02)
     await bot.wait_done(run_id)
     replies = await bot.bot_messages()
-    assert [(r["text"], r["streaming"]) for r in replies] == [("still arrives once", False)]
+    assert [(r["text"], r["streaming"]) for r in replies] == [("still arrives once" + DONE, False)]
     codes = [c.code for c in bot.calls]
     assert codes.count(230020) >= 2 and codes.count(99991400) == 2
 
@@ -38,7 +40,7 @@ async def test_expired_tokens_are_refreshed(bot: Bot) -> None:
     await bot.rig.control("POST", "/tokens/expire", json={"app_id": bot.app["app_id"]})
     second, _ = await bot.ask(text="after expiry")
     await bot.wait_done(second)
-    assert [r["text"] for r in await bot.bot_messages()] == ["before", "after expiry"]
+    assert [r["text"] for r in await bot.bot_messages()] == ["before" + DONE, "after expiry" + DONE]
     assert 99991663 in [c.code for c in bot.calls]
 
 
@@ -91,7 +93,7 @@ async def test_restart_mid_reply_resumes_without_duplicates(bot: Bot) -> None:
     await fresh.wait_idle(10)
     await fresh.close()
     [reply] = await bot.bot_messages()
-    assert reply["text"] == "resumed " * 5 and reply["streaming"] is False
+    assert reply["text"] == "resumed " * 5 + DONE and reply["streaming"] is False
 
 
 async def test_forty_kilobytes_arrive_complete_across_cards(bot: Bot) -> None:
@@ -102,8 +104,11 @@ async def test_forty_kilobytes_arrive_complete_across_cards(bot: Bot) -> None:
     await bot.wait_done(run_id, timeout=30)
     replies = await bot.bot_messages()
     assert len(replies) == 2
-    assert "".join(r["text"] for r in replies) == text
+    assert "".join(card_body(r) for r in replies) == text
     assert all(len(r["text"].encode()) <= CARD_BUDGET for r in replies)
+    # Only the last card has the footer and New conversation; none keeps Stop.
+    assert [card_buttons(r) for r in replies] == [[], [texts.CARD_BUTTON_NEW]]
+    assert card_footer(replies[-1]) == texts.CARD_FOOTER_DONE and card_footer(replies[0]) is None
     assert replies[0]["text"].endswith("\n\n")  # cut at a paragraph boundary
     assert all(r["streaming"] is False for r in replies)
 

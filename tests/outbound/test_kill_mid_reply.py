@@ -21,9 +21,10 @@ from rudder.config import Settings
 from rudder.db.engine import create_engine, session_factory
 from rudder.db.models import Message, OutboxItem, Run
 from rudder.feishu import reply_calls as calls
-from rudder.feishu.reply_stream import Ending, with_state
+from rudder.feishu.card_controls import is_working
+from rudder.feishu.reply_stream import Ending, card_text
 from rudder.sandbox import SandboxServer
-from tests.helpers import wait_for
+from tests.helpers import card_body, card_buttons, card_footer, wait_for
 from tests.listen.test_crash import rudder_process
 
 PROMPT = "count to 400"
@@ -111,6 +112,7 @@ async def test_sigkill_mid_reply_ends_with_one_final_card(settings: Settings) ->
             [card] = await bot_messages()
             assert card["message_id"] == live["message_id"] and card["streaming"] is True
             assert "Done counting." not in card["text"]
+            assert card_buttons(card) == [texts.CARD_BUTTON_STOP] and is_working(card["card"])
             async with sessions() as session:
                 run = await session.scalar(select(Run).where(Run.source == "feishu"))
                 assert run is not None and run.status == "running"
@@ -148,8 +150,12 @@ async def test_sigkill_mid_reply_ends_with_one_final_card(settings: Settings) ->
             assert final["message_id"] == card["message_id"]
             assert final["parent_id"] == posted["message_id"]
             assert final["msg_type"] == "interactive" and final["streaming"] is False
-            assert final["text"] == with_state(Ending("succeeded", message.body, None), run_id)
-            assert final["text"] == message.body
+            assert final["text"] == card_text(Ending("succeeded", message.body, None), run_id)
+            assert card_body(final) == message.body
+            # Nothing on it shows work: Stop is gone, the footer says done, New is offered.
+            assert card_buttons(final) == [texts.CARD_BUTTON_NEW]
+            assert card_footer(final) == texts.CARD_FOOTER_DONE
+            assert not is_working(final["card"])
             assert texts.RUN_INTERRUPTED not in final["text"]
             assert await bot_messages() == replies  # and nothing more arrives later
     finally:

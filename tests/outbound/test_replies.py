@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from rudder import texts
+from rudder.feishu.reply_stream import Ending, card_text
 from tests.helpers import wait_for
 from tests.outbound.conftest import Bot
 
@@ -33,10 +34,14 @@ async def test_streaming_card_ends_with_the_runs_text(bot: Bot) -> None:
     assert len(replies) == 1
     reply = replies[0]
     assert reply["msg_type"] == "interactive" and reply["streaming"] is False
-    assert reply["text"] == words  # two views, one truth
+    # Two views, one truth: the reply's text, then the compact footer.
+    assert reply["text"] == words + "\n" + texts.CARD_FOOTER_DONE
+    assert reply["text"] == card_text(Ending("succeeded", words, None), run_id)
     card = reply["card"]
     assert card["schema"] == "2.0"
-    assert [e["tag"] for e in card["body"]["elements"]] == ["markdown"]
+    assert [e["tag"] for e in card["body"]["elements"]] == ["markdown", "markdown", "button"]
+    [button] = [e for e in card["body"]["elements"] if e["tag"] == "button"]
+    assert button["text"]["content"] == texts.CARD_BUTTON_NEW
     frames = [c for c in bot.calls if c.path.endswith("/content")]
     assert len(frames) >= 3  # it streamed, not one update at the end
     assert_card_rules(bot)
@@ -94,7 +99,7 @@ async def test_failed_run_shows_the_reason_on_the_card(bot: Bot) -> None:
     assert run.status == "failed" and run.error and "the model went away" in run.error
     [reply] = await bot.bot_messages()
     # The Feishu user sees a generic line with the run's reference, never the error itself.
-    assert reply["text"] == "partial answer\n\n" + texts.REPLY_FAILED_GENERIC.format(ref=run_id[:8])
+    assert reply["text"] == "partial answer\n" + texts.REPLY_FAILED_GENERIC.format(ref=run_id[:8])
     assert "the model went away" not in reply["text"]
     assert reply["streaming"] is False
 
@@ -105,4 +110,5 @@ async def test_a_second_run_replies_separately(bot: Bot) -> None:
     second, _ = await bot.ask(text="two")
     await bot.wait_done(second)
     await asyncio.sleep(0)
-    assert [r["text"] for r in await bot.bot_messages()] == ["one", "two"]
+    done = "\n" + texts.CARD_FOOTER_DONE
+    assert [r["text"] for r in await bot.bot_messages()] == ["one" + done, "two" + done]
