@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import func, select, update
@@ -25,6 +26,10 @@ from rudder.domain import skills as skills_domain
 from rudder.domain.runs import FINAL_STATUSES
 from rudder.domain.secrets import SecretBox
 from rudder.live import LiveHub, conversation_topic, org_topic
+from rudder.media import attachments as media_attachments
+from rudder.media import outbound as media_outbound
+from rudder.media import rundir
+from rudder.media.config import MediaConfig
 from rudder.run_transcript import Transcript
 from rudder.run_views import Observer, RunUpdate, message_view, run_view
 from rudder.runtimes import policy as runtime_policy
@@ -47,6 +52,7 @@ FLUSH_INTERVAL_S = 0.25
 WORKER_IDLE_S = 30.0
 STOP_TIMEOUT_S = 10.0
 HISTORY_LIMIT = 200
+_TRIGGER_FILES = "_trigger_attachments"  # ctx.extra slot between _start and _execute
 MAX_ATTEMPTS = 2  # a run interrupted by a crash is run again once; a second crash ends it
 
 
@@ -105,6 +111,8 @@ class InProcessRunQueue:
         self._runtime_lookup = runtime_lookup
         # The operator's policy (create_app sets it from the settings); the strictest by default.
         self.policy = RuntimePolicy()
+        # Blob store, run directories and limits (create_app sets it; None: no media).
+        self.media: MediaConfig | None = None
         self._queues: dict[str, asyncio.Queue[str]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._executing: dict[str, asyncio.Task[None]] = {}
@@ -307,6 +315,11 @@ class InProcessRunQueue:
                 session, conv.id, HISTORY_LIMIT, up_to_seq=trigger.seq if trigger else None
             )
             names = await _author_names(session, conv, history)
+            trigger_files = (
+                (await media_attachments.for_messages(session, [trigger.id])).get(trigger.id, [])
+                if trigger is not None
+                else []
+            )
             reply = (
                 await session.get(Message, run.reply_message_id) if run.reply_message_id else None
             )
@@ -353,6 +366,7 @@ class InProcessRunQueue:
                 session_id=conv.runtime_session_id,
                 allow_private_urls=self.policy.allow_private_urls,
             )
+            ctx.extra[_TRIGGER_FILES] = trigger_files
             paused = agent.status != "active"
             paused_text = (
                 texts.AGENT_ARCHIVED if agent.status == "terminated" else texts.AGENT_PAUSED
@@ -415,7 +429,14 @@ class InProcessRunQueue:
                 )
 
         skills_placed = contextlib.ExitStack()
+        run_dir: Path | None = None
+        trigger_files = ctx.extra.pop(_TRIGGER_FILES, [])
         try:
+            if self.media is not None:
+                # The run's own directory, with the files of the message it answers.
+                run_dir = rundir.create(self.media, run_id)
+                ctx.attachments = await rundir.materialize(self.media, run_dir, trigger_files)
+                rundir.apply(runtime_type, ctx, run_dir)
             # The agent's skills, where its runtime reads them, for as long as the run lasts.
             skills_placed.enter_context(skill_delivery.deliver(runtime_type, ctx, skill_files))
             runtime = self._runtime_lookup(runtime_type)
@@ -438,6 +459,8 @@ class InProcessRunQueue:
                         self._live.publish(topic, "message.delta", delta)
                         upd.text = transcript.text
                         await self._notify("text", upd)
+                    elif ev.kind is RunEventKind.ATTACHMENT:
+                        transcript.add(await self._attachment(ctx, run_dir, reply_id, ev))
                     else:
                         transcript.add(ev)
                     if time.monotonic() - last_flush >= FLUSH_INTERVAL_S:
@@ -458,7 +481,27 @@ class InProcessRunQueue:
             log.exception("run %s crashed", run_id)
             status, error = "failed", f"{type(exc).__name__}: {exc}"
         skills_placed.close()
+        if run_dir is not None:
+            rundir.remove(run_dir)
         await self._finish(reply_id, upd, transcript, status, error)
+
+    async def _attachment(
+        self, ctx: RunContext, run_dir: Path | None, reply_id: str, ev: RunEvent
+    ) -> RunEvent:
+        """Store a file the agent attached to its reply; the transcript's record of it."""
+        if self.media is None or run_dir is None:
+            return RunEvent(RunEventKind.ATTACHMENT, ev.text, {"status": "refused"})
+        row = await media_outbound.take(
+            self._sessions,
+            self.media,
+            run_id=ctx.run_id,
+            conversation_id=ctx.conversation_id,
+            reply_message_id=reply_id,
+            run_dir=run_dir,
+            data=ev.data,
+        )
+        seen = {"name": row.name, "status": row.status, "size": row.size, "reason": row.reason}
+        return RunEvent(RunEventKind.ATTACHMENT, row.name, seen)
 
     async def _finish(
         self, reply_id: str, upd: RunUpdate, transcript: Transcript, status: str, error: str | None

@@ -24,6 +24,7 @@ from rudder.domain import orgs
 from rudder.domain.secrets import load_secret_box
 from rudder.executor import InProcessRunQueue
 from rudder.live import LiveHub
+from rudder.media.config import media_config
 from rudder.runtimes.policy import RuntimePolicy
 from rudder.services import Services
 
@@ -59,6 +60,7 @@ async def start_services(settings: Settings) -> Services:
         node = scale_node.create(settings, sessions, live, box)
         runs = node.runs
     runs.policy = RuntimePolicy.from_settings(settings)
+    runs.media = media_config(settings, sessions)
     # One pooled client for every outgoing call (Feishu, Lark, the sandbox). No env proxies:
     # Feishu traffic must not silently detour through a developer's HTTP_PROXY.
     http = httpx.AsyncClient(
@@ -235,6 +237,7 @@ def create_app(
         routes_feishu,
         routes_feishu_inbound,
         routes_feishu_messages,
+        routes_media,
         routes_orgs,
         routes_runs,
     )
@@ -253,6 +256,7 @@ def create_app(
     app.include_router(routes_agents.router)
     app.include_router(routes_conversations.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_media.router)
     app.include_router(routes_feishu.router)
     app.include_router(routes_feishu_inbound.router)
     app.include_router(routes_feishu_messages.router)

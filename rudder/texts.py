@@ -276,3 +276,42 @@ PUBLIC_URL_UNSET = (
     "opened at a loopback address, and links in Feishu point at {url}. Set it to the address "
     "people open."
 )
+
+# -- Media: images, files, voice and video both ways (docs/media.md) -----------------------------
+# What the agent reads when a message is only an attachment ({what} is one of MEDIA_WHAT).
+MEDIA_ONLY_BODY = "[{what}]"
+MEDIA_WHAT = {
+    "image": "image",
+    "file": "file: {name}",
+    "audio": "voice message",
+    "media": "video: {name}",
+    "sticker": "sticker",
+    "cover": "video cover",
+}
+# Why an attachment did not reach the agent (kept on the attachment, told to the agent).
+MEDIA_TOO_LARGE = "it is larger than {limit} (the limit for {what})"
+MEDIA_MESSAGE_TOO_LARGE = "the message's attachments together are over {limit}"
+MEDIA_FEISHU_TOO_LARGE = "Feishu does not let bots download files this large"
+MEDIA_FETCH_TIMEOUT = "the download took longer than {seconds} s"
+MEDIA_FETCH_FAILED = "it could not be downloaded ({detail})"
+MEDIA_STICKER = "stickers cannot be downloaded by bots"
+MEDIA_NOT_STORED = "it could not be stored"
+# The notice in the chat: one line per attachment that did not make it.
+MEDIA_NOTICE = (
+    "I could not fetch everything you sent; your message reached the agent without:\n{lines}"
+)
+MEDIA_NOTICE_LINE = "• {name}: {reason}"
+# What the agent is told next to its message, for the attachments it did not get.
+MEDIA_MISSING_FOR_AGENT = "(Attachment not available: {name}: {reason})"
+# Local CLIs: how the prompt names the files of the message.
+MEDIA_PROMPT_FILES = "Files attached to this message (read them from disk):\n{lines}"
+MEDIA_PROMPT_LINE = "- {path} ({mime_type}, {size} bytes)"
+# Outbound: an attachment the agent asked to send that Rudder did not send.
+MEDIA_OUT_OUTSIDE = "not inside the run's directory"
+MEDIA_OUT_NOT_FILE = "not a regular file"
+MEDIA_OUT_MISSING = "no such file"
+MEDIA_OUT_EMPTY = "the file is empty"
+MEDIA_OUT_TOO_LARGE = "larger than Feishu's {limit} limit for files"
+MEDIA_OUT_TOO_MANY = "more than {count} attachments in one reply"
+MEDIA_OUT_BAD_EVENT = "the attachment event names no file"
+MEDIA_OUT_REFUSED_NOTICE = "The agent's attachment {name} was not sent: {reason}."

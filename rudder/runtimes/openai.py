@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from ._attachments import openai_content
 from ._deadline import Deadline
 from ._events import excerpt
 from ._httpstream import error_body, post_stream, text_chunks
@@ -25,12 +26,17 @@ from .config import OpenAIConfig, run_config
 _ROLES = frozenset({"user", "assistant", "system"})
 
 
-def chat_messages(ctx: RunContext, system_prompt: str | None) -> list[dict[str, str]]:
+def chat_messages(ctx: RunContext, system_prompt: str | None) -> list[dict[str, Any]]:
     system = "\n\n".join(part for part in (ctx.instructions, system_prompt) if part)
-    messages = [{"role": "system", "content": system}] if system else []
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     for message in ctx.messages:
         if message.body and message.role in _ROLES:
             messages.append({"role": message.role, "content": message.body})
+    # The newest user message carries the attachments of the message this run answers.
+    for message in reversed(messages):
+        if message["role"] == "user":
+            message["content"] = openai_content(ctx, str(message["content"]))
+            break
     return messages
 
 
