@@ -123,11 +123,14 @@ def resolve_outbound(run_dir: Path, given: str) -> Path | str:
     if not candidate.is_absolute():
         candidate = root / candidate
     try:
-        resolved = candidate.resolve(strict=True)
+        # Containment first, so nothing is learnt about files outside (not even if they exist).
+        resolved = candidate.resolve(strict=False)
     except (OSError, RuntimeError):
-        return texts.MEDIA_OUT_MISSING
+        return texts.MEDIA_OUT_OUTSIDE
     if resolved == root or root not in resolved.parents:
         return texts.MEDIA_OUT_OUTSIDE
+    if not resolved.exists():
+        return texts.MEDIA_OUT_MISSING
     if not resolved.is_file():
         return texts.MEDIA_OUT_NOT_FILE
     return resolved

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from rudder import texts
 from rudder.db.models import Attachment
+from rudder.domain import activity
 from rudder.feishu import reply_calls as calls
 from rudder.feishu.client import BotClient
 from rudder.feishu.errors import FeishuError
@@ -38,20 +40,26 @@ ATTACHMENT = "attachment"
 
 
 async def send_all(reply: RunReply, target: ReplyTarget) -> None:
-    """Send the run's stored attachments (after its text), each exactly once."""
+    """Send the run's stored attachments (after its text), each exactly once; say in the chat
+    which ones the agent asked for but may not send."""
     async with reply.ob.services.sessions() as session:
         rows = list(
             await session.scalars(
                 select(Attachment)
-                .where(
-                    Attachment.run_id == reply.run_id,
-                    Attachment.direction == "out",
-                    Attachment.status == "stored",
-                )
+                .where(Attachment.run_id == reply.run_id, Attachment.direction == "out")
                 .order_by(Attachment.created_at, Attachment.id)
             )
         )
+    to = target.reply_to or target.chat_id
     for row in rows:
+        if row.status == "refused":
+            text = texts.MEDIA_OUT_REFUSED_NOTICE.format(name=row.name, reason=row.reason)
+            note: dict[str, Any] = {"chat_id": target.chat_id, "reply_to": target.reply_to}
+            note.update(msg_type="text", content={"text": text})
+            await reply._send(target, calls.TEXT, to, note, "attachment_refused", row.id)
+            continue
+        if row.status != "stored":
+            continue
         payload: dict[str, Any] = {
             "chat_id": target.chat_id,
             "reply_to": target.reply_to,
@@ -61,10 +69,27 @@ async def send_all(reply: RunReply, target: ReplyTarget) -> None:
             "mime_type": row.mime_type,
             "duration": row.duration_ms,
         }
-        to = target.reply_to or target.chat_id
         item = await reply._send(target, ATTACHMENT, to, payload, "attachment", row.id)
         if item.status != "sent":
-            reply.failed.append(item)
+            await _undelivered(reply, row.id, item.last_error or "unknown error")
+
+
+async def _undelivered(reply: RunReply, attachment_id: str, error: str) -> None:
+    """The text arrived; this file did not: said on the attachment, and in the activity."""
+    async with reply.ob.services.sessions() as session, session.begin():
+        row = await session.get(Attachment, attachment_id)
+        if row is None:
+            return
+        row.reason = f"not delivered to Feishu: {error}"[:2000]
+        activity.record(
+            session,
+            org_id=row.org_id,
+            actor="system",
+            action="media.send_failed",
+            entity_type="attachment",
+            entity_id=row.id,
+            details={"run_id": reply.run_id, "name": row.name, "error": error[:500]},
+        )
 
 
 @contextlib.asynccontextmanager

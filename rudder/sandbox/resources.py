@@ -178,6 +178,7 @@ async def upload_file(request: Request) -> Response:
 
 def content_disposition(file_name: str) -> str:
     ascii_name = file_name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    ascii_name = "".join(c if c.isprintable() else "_" for c in ascii_name)
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(file_name)}"
 
 

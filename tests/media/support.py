@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import base64
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rudder.db.models import Attachment, Conversation, new_id
+from rudder.media.blobs import spool
+from rudder.media.sniff import sniff
+from rudder.services import Services
 from tests.conftest import FeishuRig
 from tests.helpers import default_org_and_agent, wait_for
 from tests.routing.dialogue import activity, bind, connected_bot, dm, person, say
@@ -73,3 +78,36 @@ async def media_chat(rig: FeishuRig) -> Chat:
     await bind(rig, chat_id)
     await activity(rig, agent["id"], 1)
     return Chat(rig, agent, app, ada, chat_id)
+
+
+async def stored_attachment(
+    services: Services, conversation_id: str, message_id: str, data: bytes, name: str = "a.png"
+) -> str:
+    """An attachment of `message_id` with `data` in the blob store (as routing stores one)."""
+    media = services.runs.media
+    assert media is not None
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+
+    async with spool(chunks(), media.store.spool_dir) as spooled:
+        blob_key = await media.store.keep(spooled)
+        mime, size, digest = sniff(spooled.head), spooled.size, spooled.sha256
+    async with services.sessions() as session, session.begin():
+        conv = await session.get(Conversation, conversation_id)
+        assert conv is not None
+        row = Attachment(
+            id=new_id(),
+            org_id=conv.org_id,
+            conversation_id=conv.id,
+            message_id=message_id,
+            kind="image",
+            name=name,
+            mime_type=mime,
+            size=size,
+            sha256=digest,
+            blob_key=blob_key,
+            status="stored",
+        )
+        session.add(row)
+    return row.id

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from rudder import texts
 from rudder.feishu.events import parse_event
 from rudder.feishu.routing import mentions_bot
 from tests.conftest import FeishuRig
