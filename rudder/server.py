@@ -88,6 +88,9 @@ async def start_services(settings: Settings) -> Services:
     from rudder import agent_control
 
     agent_control.start_sweeper(services)  # budgets: a new month resumes held agents
+    from rudder.media import retention as media_retention
+
+    media_retention.start(services)  # RUDDER_MEDIA_RETENTION_DAYS
     from rudder.feishu import setup as feishu_setup
 
     await feishu_setup.poller(services).resume()
@@ -169,6 +172,9 @@ async def stop_services(services: Services) -> None:
 
     await agent_control.stop_sweeper(services)
     await sweeper.shutdown(services)
+    from rudder.media import retention as media_retention
+
+    await media_retention.stop(services)
     node = None
     if not services.settings.is_sqlite:
         from rudder.scale.node import node_of
