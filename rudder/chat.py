@@ -73,7 +73,10 @@ async def post_user_message(
     message.run_id = run.id
     await session.commit()
     topic = conversation_topic(conv.id)
-    services.live.publish(topic, "message.created", message_view(message))
+    view = message_view(message)
+    if attachments:
+        view["attachments"] = [media_attachments.view(a) for a in attachments]
+    services.live.publish(topic, "message.created", view)
     services.live.publish(topic, "run.updated", run_view(run))
     services.live.publish(
         org_topic(conv.org_id), "conversation.updated", {"conversation_id": conv.id}

@@ -19,7 +19,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rudder import texts
-from rudder.db.models import Agent, Conversation, Message, Run, RunEventRow, User, utcnow
+from rudder.db.models import (
+    Agent,
+    Attachment,
+    Conversation,
+    Message,
+    Run,
+    RunEventRow,
+    User,
+    utcnow,
+)
 from rudder.domain import budgets, secret_store
 from rudder.domain import conversations as convs
 from rudder.domain import skills as skills_domain
@@ -510,7 +519,7 @@ class InProcessRunQueue:
         rows = transcript.take_rows(final_status=status, error=error)
 
         # Shielded: a shutdown that cancels us mid-write must not leave the run "running".
-        async def write() -> tuple[Run, Message, budgets.Enforcement]:
+        async def write() -> tuple[Run, Message, budgets.Enforcement, list[Attachment]]:
             async with self._sessions() as session, session.begin():
                 run = await session.get(Run, transcript.run_id)
                 message = await session.get(Message, reply_id)
@@ -531,12 +540,16 @@ class InProcessRunQueue:
                     conv = await session.get(Conversation, run.conversation_id)
                     if conv is not None:
                         conv.runtime_session_id = transcript.session_id
-                return run, message, enforcement
+                files = await media_attachments.for_messages(session, [message.id])
+                return run, message, enforcement, files.get(message.id, [])
 
-        run, message, enforcement = await asyncio.shield(write())
+        run, message, enforcement, files = await asyncio.shield(write())
         await self._enforce(run.org_id, enforcement)
         topic = conversation_topic(run.conversation_id)
-        self._live.publish(topic, "message.updated", message_view(message))
+        view = message_view(message)
+        if files:  # what the agent attached to its reply
+            view["attachments"] = [media_attachments.view(a) for a in files]
+        self._live.publish(topic, "message.updated", view)
         self._live.publish(topic, "run.updated", run_view(run))
         self._live.publish(
             org_topic(run.org_id), "conversation.updated", {"conversation_id": run.conversation_id}

@@ -11,11 +11,9 @@ from fastapi.responses import StreamingResponse
 from rudder.api.deps import ActorDep, ServicesDep, SessionDep, load_conversation
 from rudder.db.models import Attachment
 from rudder.domain.errors import NotFound
+from rudder.media.sniff import INLINE_TYPES
 
 router = APIRouter(prefix="/api")
-
-# Shown inline in the page; anything else is a download. Never HTML or SVG inline.
-INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
 
 
 def disposition(kind: str, name: str) -> str:

@@ -33,6 +33,8 @@ IMAGE_TYPES = frozenset(
         "image/x-icon",
     }
 )
+# Shown inline in the web conversation; anything else is a download. Never HTML or SVG inline.
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
 # The image types vision models take as data URLs.
 VISION_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 OCTET = "application/octet-stream"

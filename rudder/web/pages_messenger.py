@@ -19,6 +19,7 @@ from rudder.db.models import Agent, Conversation, Message, Run, User
 from rudder.domain import agents as agents_domain
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
+from rudder.media import attachments as media_attachments
 from rudder.web import reads
 from rudder.web.lookups import find_agent, find_conversation
 from rudder.web.templating import Shell, not_found, render, shell
@@ -118,6 +119,10 @@ async def _messenger_page(
                 for u in await session.scalars(select(User).where(User.id.in_(user_ids)))
             }
         context["messages"] = messages
+        files = await media_attachments.for_messages(session, [m.id for m in messages])
+        context["attachments"] = {
+            mid: [media_attachments.view(a) for a in rows] for mid, rows in files.items()
+        }
         context["user_names"] = names
         context["agent"] = await session.get(Agent, conv.agent_id)
         context["active"] = bool(await runs_domain.active_runs(session, conv.id))

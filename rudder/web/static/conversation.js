@@ -17,6 +17,40 @@
     return thread.querySelector('[data-message-id="' + id + '"]');
   }
 
+  // Images inline, other files as downloads (the URLs answer only to this conversation's readers).
+  var INLINE = ["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"];
+  function renderAttachments(node, list) {
+    var box = node.querySelector(".attachments");
+    if (box) box.remove();
+    if (!list.length) return;
+    box = document.createElement("span");
+    box.className = "attachments";
+    box.setAttribute("data-testid", "attachments");
+    list.forEach(function (a) {
+      var el;
+      if (a.url && INLINE.indexOf(a.mime_type) >= 0) {
+        el = document.createElement("a");
+        el.className = "attachment image";
+        el.href = a.url; el.target = "_blank"; el.rel = "noopener";
+        var img = document.createElement("img");
+        img.src = a.url; img.alt = a.name; img.loading = "lazy";
+        el.appendChild(img);
+      } else if (a.url) {
+        el = document.createElement("a");
+        el.className = "attachment file";
+        el.href = a.url; el.setAttribute("download", a.name);
+        el.textContent = a.name + " (" + a.size + " bytes)";
+      } else {
+        el = document.createElement("span");
+        el.className = "attachment missing muted small";
+        el.textContent = a.name + ": " + (a.reason || a.status);
+      }
+      box.appendChild(el);
+    });
+    var body = node.querySelector(".body");
+    body.parentNode.insertBefore(box, body.nextSibling);
+  }
+
   function render(m) {
     var node = messageNode(m.id);
     if (!node) {
@@ -34,6 +68,7 @@
     node.className = "msg " + m.role + " " + m.status;
     node.setAttribute("data-status", m.status);
     node.querySelector(".body").textContent = m.body || "";
+    if (Array.isArray(m.attachments)) renderAttachments(node, m.attachments);
     var err = node.querySelector(".err");
     var note = m.status === "failed" ? (m.error || "failed") : m.status === "stopped" ? "Stopped." : "";
     if (note) {
