@@ -315,3 +315,13 @@ MEDIA_OUT_TOO_LARGE = "larger than Feishu's {limit} limit for files"
 MEDIA_OUT_TOO_MANY = "more than {count} attachments in one reply"
 MEDIA_OUT_BAD_EVENT = "the attachment event names no file"
 MEDIA_OUT_REFUSED_NOTICE = "The agent's attachment {name} was not sent: {reason}."
+# The Integrations tab: what happens to media, and that voice is not transcribed.
+WEB_MEDIA_FACTS = (
+    "Images, files, voice notes, videos and posts with pictures reach the agent as files, and "
+    "the agent's attachments arrive as images and files. Voice notes are handed over as audio "
+    "files, not transcribed: Rudder does not use Feishu's speech-to-text."
+)
+# The web composer's file uploads.
+MEDIA_UPLOAD_TOO_MANY = "Attach at most {count} files to one message."
+MEDIA_UPLOAD_TOO_LARGE = "{name} is larger than {limit}; nothing was sent."
+MEDIA_UPLOAD_EMPTY = "{name} is empty; nothing was sent."

@@ -9,10 +9,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from rudder import texts
 from rudder.db.models import ActivityLog, Attachment
 from tests.conftest import FeishuRig
 from tests.media.media_agent import PNG
 from tests.media.support import media_chat
+from tests.routing.dialogue import connected_bot
+from tests.web.conftest import e
 
 
 async def test_a_dm_with_an_image_reaches_the_agent_as_a_file_with_the_same_sha256(
@@ -81,3 +84,15 @@ async def _messages(rig: FeishuRig, org_id: str, chat_id: str) -> list[dict[str,
         await rig.client.get(f"/api/conversations/{conv['id']}/messages")
     ).json()
     return rows
+
+
+async def test_the_integrations_tab_says_media_arrive_and_voice_is_not_transcribed(
+    rig: FeishuRig,
+) -> None:
+    agent, _ = await connected_bot(rig)
+    panel = (
+        await rig.client.get(
+            f"/agents/{agent['id']}/integrations/panel", headers={"HX-Request": "true"}
+        )
+    ).text
+    assert e(texts.WEB_MEDIA_FACTS) in panel

@@ -3,7 +3,9 @@ and an agent's attachment appearing live on its reply."""
 
 from __future__ import annotations
 
+import hashlib
 import sys
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Locator, expect
@@ -64,3 +66,37 @@ async def test_attachments_show_inline_and_as_downloads(live: Live) -> None:  # 
     reply_image = page.locator(".msg.assistant [data-testid='attachments'] img").last
     await expect(reply_image).to_have_attribute("alt", "out.png", timeout=15000)
     await _loaded(reply_image)
+
+
+async def test_a_local_chat_uploads_files_that_reach_the_agent(
+    live: Live,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    org_id, _ = await first_agent(live.api)
+    agent = (
+        await live.api.post(
+            f"/api/orgs/{org_id}/agents",
+            json={
+                "name": "Lens",
+                "runtime_type": "process",
+                "runtime_config": {"command": sys.executable, "args": [str(AGENT)]},
+            },
+        )
+    ).json()
+    conv = (
+        await live.api.post(f"/api/orgs/{org_id}/conversations", json={"agent_id": agent["id"]})
+    ).json()
+    photo = tmp_path / "holiday.png"
+    photo.write_bytes(PNG)
+    page = live.page
+    await page.goto(f"{live.url}/messenger/{conv['id']}")
+    await page.set_input_files("#composer-files", str(photo))
+    await page.get_by_label("Message").fill("what is in it?")
+    await page.get_by_role("button", name="Send").click()
+    mine = page.locator(".msg.user [data-testid='attachments'] img").last
+    await expect(mine).to_have_attribute("alt", "holiday.png", timeout=15000)
+    await _loaded(mine)
+    # The agent read the file from its run directory: the same bytes.
+    digest = hashlib.sha256(PNG).hexdigest()
+    await expect(page.locator(".msg.assistant .body").last).to_contain_text(digest, timeout=15000)
+    await expect(page.locator("#composer-files")).to_have_value("")

@@ -140,9 +140,14 @@
   window.addEventListener("pagehide", function () { source.close(); });
 
   function post(form) {
+    var picker = form.querySelector('input[type="file"]');
+    var withFiles = picker && picker.files && picker.files.length > 0;
+    // Files go as multipart (their bytes); a text-only message stays a small urlencoded form.
+    var data = new FormData(form);
+    if (!withFiles) data.delete("files");
     return fetch(form.action, {
       method: "POST",
-      body: new URLSearchParams(new FormData(form)),
+      body: withFiles ? data : new URLSearchParams(data),
       headers: { "X-Requested-With": "fetch" },
       credentials: "same-origin",
     });
@@ -158,10 +163,12 @@
     });
     composer.addEventListener("submit", function (e) {
       e.preventDefault();
-      if (!textarea.value.trim()) return;
+      var picker = composer.querySelector('input[type="file"]');
+      var hasFiles = picker && picker.files && picker.files.length > 0;
+      if (!textarea.value.trim() && !hasFiles) return;
       errorBox.textContent = "";
       post(composer).then(function (r) {
-        if (r.ok) { textarea.value = ""; return; }
+        if (r.ok) { textarea.value = ""; if (picker) picker.value = ""; return; }
         return r.text().then(function (t) { errorBox.textContent = t; });
       }, function () { errorBox.textContent = "Could not reach Rudder; try again."; });
     });
