@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from rudder import texts
@@ -110,11 +110,13 @@ async def _fetch_one(
     if limit <= 0:
         return Fetched(ref, label, "refused", reason=too_large)
     try:
-        async with asyncio.timeout(media.fetch_timeout_s):
-            chunks = download(bot, message_id, ref.key, ref.download_type, media.fetch_timeout_s)
-            async with spool(chunks, media.store.spool_dir, limit) as spooled:
-                mime = sniff(spooled.head)
-                blob_key = await media.store.keep(spooled)
+        chunks = download(bot, message_id, ref.key, ref.download_type, media.fetch_timeout_s)
+        # The timeout bounds the download; storing it (database chunks) is not part of it.
+        async with spool(_within(chunks, media.fetch_timeout_s), media.store.spool_dir, limit) as (
+            spooled
+        ):
+            mime = sniff(spooled.head)
+            blob_key = await media.store.keep(spooled)
     except TooLarge:
         return Fetched(ref, label, "refused", reason=too_large)
     except TimeoutError:
@@ -141,6 +143,26 @@ async def _fetch_one(
         sha256=spooled.sha256,
         blob_key=blob_key,
     )
+
+
+async def _within(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """`chunks`, all of them within `seconds` (TimeoutError after that)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    iterator = aiter(chunks)
+    try:
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError
+            try:
+                piece = await asyncio.wait_for(anext(iterator), left)
+            except StopAsyncIteration:
+                return
+            yield piece
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def body_for(text: str, fetched: list[Fetched]) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,10 +22,10 @@ from rudder import texts
 from rudder.db.models import Attachment, Conversation, new_id
 from rudder.domain import activity
 from rudder.feishu.resources import FILE_UPLOAD_MAX, IMAGE_UPLOAD_MAX
-from rudder.media.blobs import file_chunks, spool
+from rudder.media.blobs import CHUNK, TooLarge, spool
 from rudder.media.config import MB, MediaConfig
 from rudder.media.inbound import safe_name
-from rudder.media.rundir import resolve_outbound
+from rudder.media.rundir import open_inside, resolve_outbound
 from rudder.media.sniff import is_image, sniff
 
 MAX_PER_RUN = 10
@@ -38,6 +38,11 @@ def _kind(mime: str, size: int) -> str:
     if mime == "audio/ogg":
         return "audio"
     return "file"
+
+
+async def handle_chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
+    while piece := handle.read(CHUNK):
+        yield piece
 
 
 def _inline_file(run_dir: Path, data: Mapping[str, Any]) -> Path | str:
@@ -99,10 +104,21 @@ async def take(
         elif size > FILE_UPLOAD_MAX:
             source = texts.MEDIA_OUT_TOO_LARGE.format(limit=f"{FILE_UPLOAD_MAX // MB} MB")
     if isinstance(source, Path):
-        async with spool(file_chunks(source), media.store.spool_dir, FILE_UPLOAD_MAX) as spooled:
-            row.mime_type = sniff(spooled.head)
-            row.size, row.sha256 = spooled.size, spooled.sha256
-            row.blob_key = await media.store.keep(spooled)
+        opened = open_inside(run_dir, source)
+        if isinstance(opened, str):
+            source = opened
+        else:
+            try:
+                with opened:
+                    async with spool(
+                        handle_chunks(opened), media.store.spool_dir, FILE_UPLOAD_MAX
+                    ) as spooled:
+                        row.mime_type = sniff(spooled.head)
+                        row.size, row.sha256 = spooled.size, spooled.sha256
+                        row.blob_key = await media.store.keep(spooled)
+            except (OSError, TooLarge):  # changed while being read
+                source = texts.MEDIA_NOT_STORED
+    if isinstance(source, Path):
         row.kind, row.status = _kind(row.mime_type, row.size), "stored"
     else:
         row.kind, row.status, row.reason = "file", "refused", source
@@ -122,7 +138,7 @@ async def take(
                 "run_id": run_id,
                 "name": row.name,
                 "size": row.size,
-                "path": given if isinstance(given, str) else None,
+                "path": given[:300] if isinstance(given, str) else None,
                 "reason": row.reason,
             },
             agent_id=conv.agent_id,

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from rudder import texts
 from rudder.db.models import Attachment
@@ -134,3 +136,24 @@ def resolve_outbound(run_dir: Path, given: str) -> Path | str:
     if not resolved.is_file():
         return texts.MEDIA_OUT_NOT_FILE
     return resolved
+
+
+def open_inside(run_dir: Path, resolved: Path) -> BinaryIO | str:
+    """Open a file `resolve_outbound` accepted, checking again on the open file itself: a path
+    swapped for a symlink after the check (the agent may still be running) is refused."""
+    try:
+        fd = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return texts.MEDIA_OUT_OUTSIDE
+    handle = os.fdopen(fd, "rb")
+    try:
+        real = Path(os.readlink(f"/proc/self/fd/{fd}")) if Path("/proc/self/fd").is_dir() else None
+        root = run_dir.resolve()
+        inside = real is None or (real != root and root in real.parents)
+        if not inside or not stat.S_ISREG(os.fstat(fd).st_mode):
+            handle.close()
+            return texts.MEDIA_OUT_OUTSIDE
+    except OSError:
+        handle.close()
+        return texts.MEDIA_OUT_OUTSIDE
+    return handle

@@ -5,12 +5,14 @@ someone else's conversation or by another agent's token."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from sqlalchemy import select
 
 from rudder import texts
 from rudder.db.models import ActivityLog, Attachment, Conversation
 from rudder.domain import auth
+from rudder.media import rundir
 from rudder.runtimes import DEFAULT_AGENT_RUNTIME as RUNTIME
 from tests.conftest import FeishuRig
 from tests.helpers import default_org_and_agent, wait_for
@@ -115,3 +117,34 @@ async def test_attachment_urls_hold_only_through_their_own_conversation(rig: Fei
     count("media: foreign attachment URL requests refused", 6)
     async with rig.services.sessions() as session:
         assert await session.get(Conversation, conv_a) is not None
+
+
+def test_a_path_swapped_for_a_symlink_after_the_check_is_refused(tmp_path: Path) -> None:
+    """The agent may still be running when Rudder reads its file: the open file is checked."""
+    run_dir = tmp_path / "run"
+    (run_dir / "sub").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f.txt").write_text("secret")
+    (outside / "ok.txt").write_text("secret")
+    (run_dir / "ok.txt").write_text("mine")
+    (run_dir / "sub" / "f.txt").write_text("mine")
+    checked = rundir.resolve_outbound(run_dir, "ok.txt")
+    nested = rundir.resolve_outbound(run_dir, "sub/f.txt")
+    assert isinstance(checked, Path) and isinstance(nested, Path)
+    # Swapped after the check: the file for a symlink, the folder for a symlink to outside.
+    (run_dir / "ok.txt").unlink()
+    (run_dir / "ok.txt").symlink_to(outside / "ok.txt")
+    (run_dir / "sub").rename(tmp_path / "moved")
+    (run_dir / "sub").symlink_to(outside)
+    for path in (checked, nested):
+        assert rundir.open_inside(run_dir, path) == texts.MEDIA_OUT_OUTSIDE
+    count("media: paths swapped for symlinks after the check refused", 2)
+    untouched = rundir.resolve_outbound(run_dir, "../outside/f.txt")
+    assert untouched == texts.MEDIA_OUT_OUTSIDE
+    fine = tmp_path / "run" / "fine.txt"
+    fine.write_text("ok")
+    handle = rundir.open_inside(run_dir, fine)
+    assert not isinstance(handle, str)
+    with handle:
+        assert handle.read() == b"ok"
