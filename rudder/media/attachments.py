@@ -111,3 +111,24 @@ async def expire(sessions: async_sessionmaker[AsyncSession], media: MediaConfig)
             if found is not None:
                 found.status, found.blob_key = "expired", None
     return len(rows)
+
+
+ORPHAN_AFTER_S = 24 * 3600.0
+
+
+async def remove_orphans(sessions: async_sessionmaker[AsyncSession], media: MediaConfig) -> int:
+    """Blobs no attachment points at, a day after they were written: what a crash between
+    storing a file and posting its message left behind."""
+    keys = await media.store.keys_older_than(ORPHAN_AFTER_S)
+    if not keys:
+        return 0
+    async with sessions() as session:
+        used = set(
+            await session.scalars(select(Attachment.blob_key).where(Attachment.blob_key.in_(keys)))
+        )
+    removed = 0
+    for key in keys:
+        if key not in used:
+            await media.store.delete(key)
+            removed += 1
+    return removed

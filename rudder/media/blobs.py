@@ -12,21 +12,24 @@ deployment uses (docs/media.md):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from rudder.db.models import BlobChunk
+from rudder.db.models import BlobChunk, utcnow
 from rudder.media.sniff import HEAD_BYTES
 
 CHUNK = 256 * 1024
@@ -91,6 +94,8 @@ class BlobStore(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def keys_older_than(self, seconds: float) -> list[str]: ...
+
 
 class FileBlobStore:
     def __init__(self, root: Path) -> None:
@@ -122,6 +127,19 @@ class FileBlobStore:
 
     async def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    async def keys_older_than(self, seconds: float) -> list[str]:
+        """Keys of blobs written more than `seconds` ago (for the orphan sweep)."""
+        return await asyncio.to_thread(self._old_keys, time.time() - seconds)
+
+    def _old_keys(self, cutoff: float) -> list[str]:
+        found: list[str] = []
+        if not os.path.isdir(self.root):
+            return found
+        for folder in os.scandir(self.root):
+            if folder.is_dir() and len(folder.name) == 2:
+                found += [e.name for e in os.scandir(folder.path) if e.stat().st_mtime < cutoff]
+        return found
 
 
 class DatabaseBlobStore:
@@ -160,6 +178,16 @@ class DatabaseBlobStore:
     async def delete(self, key: str) -> None:
         async with self.sessions() as session, session.begin():
             await session.execute(delete(BlobChunk).where(BlobChunk.blob_key == key))
+
+    async def keys_older_than(self, seconds: float) -> list[str]:
+        cutoff = utcnow() - timedelta(seconds=seconds)
+        async with self.sessions() as session:
+            keys = await session.scalars(
+                select(BlobChunk.blob_key)
+                .where(BlobChunk.seq == 0, BlobChunk.created_at < cutoff)
+                .limit(1000)
+            )
+            return list(keys)
 
 
 async def copy_out(store: BlobStore, key: str, target: Path) -> None:

@@ -1,7 +1,7 @@
 """RUDDER_MEDIA_RETENTION_DAYS: attachment bytes older than that are removed, hourly.
 
 The rows stay (name, size, sha256, status `expired`), so a conversation still says what was
-sent. Every instance may run the sweep; removing is idempotent. Run directories a crash left
+sent. Blobs no attachment points at (a crash between storing and posting) go a day later. Every instance may run the sweep; removing is idempotent. Run directories a crash left
 behind (no run of that id is still running) are removed at start-up.
 """
 
@@ -15,7 +15,7 @@ import shutil
 from sqlalchemy import select
 
 from rudder.db.models import Run
-from rudder.media.attachments import expire
+from rudder.media.attachments import expire, remove_orphans
 from rudder.services import Services
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ async def _loop(services: Services) -> None:
                 removed = await expire(services.sessions, media)
                 if removed:
                     log.info("media retention: removed the bytes of %d attachment(s)", removed)
+                orphans = await remove_orphans(services.sessions, media)
+                if orphans:
+                    log.info("media: removed %d blob(s) no attachment points at", orphans)
             except Exception:
                 log.exception("media retention sweep failed; the next one tries again")
         await asyncio.sleep(EVERY_S)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from rudder import texts
 from rudder.db.models import Attachment, utcnow
+from rudder.media import attachments as attachments_module
 from rudder.media import outbound as media_outbound
 from rudder.media import rundir
-from rudder.media.attachments import expire
+from rudder.media.attachments import expire, remove_orphans
+from rudder.media.blobs import spool
 from rudder.media.config import MediaConfig
 from rudder.services import Services
 from tests.helpers import default_org_and_agent, wait_run
@@ -116,3 +120,23 @@ async def test_retention_removes_old_bytes_and_keeps_the_row(
         pass
     r = await client.get(f"/api/conversations/{run['conversation_id']}/attachments/{att}")
     assert r.status_code == 404
+
+
+async def test_blobs_no_attachment_points_at_are_removed(
+    client: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    media, run = await _setup(client, services)
+    kept = await stored_attachment(services, run["conversation_id"], run["trigger_message_id"], PNG)
+
+    async def one() -> AsyncIterator[bytes]:
+        yield b"left behind by a crash"
+
+    async with spool(one(), media.store.spool_dir) as spooled:
+        orphan = await media.store.keep(spooled)
+    monkeypatch.setattr(attachments_module, "ORPHAN_AFTER_S", -5.0)  # "a day" is now
+    assert await remove_orphans(services.sessions, media) == 1
+    with pytest.raises(FileNotFoundError):
+        async for _ in media.store.chunks(orphan):
+            pass
+    r = await client.get(f"/api/conversations/{run['conversation_id']}/attachments/{kept}")
+    assert r.status_code == 200 and r.content == PNG
