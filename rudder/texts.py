@@ -54,7 +54,10 @@ FEISHU_HELP = (
     "Commands:\n/new — start a fresh conversation for this chat\n/stop — stop the reply in progress\n"
     "/help — show this list"
 )
-FEISHU_NON_TEXT = "I can only read text for now — please send your message as text."
+FEISHU_NON_TEXT = (
+    "I can read text, images, files, voice and video, but not this kind of message — please "
+    "send it as text."
+)
 # The binding prompt goes to the sender alone (their direct chat with the bot); `{product}` is
 # "Feishu" or "Lark", whichever the bot is on.
 FEISHU_BINDING_PROMPT = (
