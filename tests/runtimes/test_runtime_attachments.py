@@ -20,7 +20,7 @@ from rudder.runtimes._attachments import HTTP_INLINE_MAX, INLINE_TOO_LARGE
 from rudder.runtimes._payload import cli_prompt, context_payload
 from rudder.runtimes.base import AttachmentFile, RunEventKind
 from rudder.runtimes.http import HttpRuntime
-from rudder.runtimes.openai import chat_messages
+from rudder.runtimes.openai import chat_messages, chunk_events
 
 from .runtime_helpers import collect, make_context, serve
 
@@ -152,3 +152,27 @@ async def test_an_http_agent_receives_the_bytes_and_attaches_a_file_back(tmp_pat
     assert base64.b64decode(item["data_base64"]) == PNG
     [attached] = [e for e in events if e.kind is RunEventKind.ATTACHMENT]
     assert attached.text == "r.txt" and attached.data["data_base64"] == "aGk="
+
+
+def test_images_a_model_returns_become_attachments_but_urls_are_never_fetched() -> None:
+    data = base64.b64encode(PNG).decode()
+    chunk = {
+        "choices": [
+            {
+                "delta": {
+                    "content": "here",
+                    "images": [
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": f"data:image/png;base64,{data}"},
+                        },
+                        {"type": "image_url", "image_url": {"url": "http://169.254.169.254/x.png"}},
+                        {"type": "image_url", "image_url": {"url": "data:text/html;base64,PGI+"}},
+                    ],
+                }
+            }
+        ]
+    }
+    events = list(chunk_events(chunk))
+    assert [e.kind for e in events] == [RunEventKind.TEXT, RunEventKind.ATTACHMENT]
+    assert events[1].data == {"name": "image-1.png", "data_base64": data}
