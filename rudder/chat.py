@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rudder.db.models import Agent, Conversation, Message, Run
+from rudder.db.models import Agent, Attachment, Conversation, Message, Run
 from rudder.domain import budgets
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
 from rudder.live import conversation_topic, org_topic
+from rudder.media import attachments as media_attachments
 from rudder.run_views import message_view, run_view
 from rudder.services import Services
 
@@ -44,8 +47,10 @@ async def post_user_message(
     source: str = "local",
     external_sender_id: str | None = None,
     external_message_id: str | None = None,
+    attachments: Sequence[Attachment] = (),
 ) -> tuple[Message, Run]:
-    """Append the user's message, queue a run of the conversation's agent, and commit."""
+    """Append the user's message (with its attachments), queue a run of the conversation's
+    agent, and commit."""
     message = await convs.append_message(
         session,
         conv,
@@ -55,6 +60,9 @@ async def post_user_message(
         external_sender_id=external_sender_id,
         external_message_id=external_message_id,
     )
+    if attachments:
+        await session.flush()
+        media_attachments.attach(session, conv, message, attachments)
     run = runs_domain.new_run(conv, message, source)
     agent = await session.get(Agent, conv.agent_id)
     if agent is not None and budgets.is_budget_paused(agent):
@@ -65,7 +73,10 @@ async def post_user_message(
     message.run_id = run.id
     await session.commit()
     topic = conversation_topic(conv.id)
-    services.live.publish(topic, "message.created", message_view(message))
+    view = message_view(message)
+    if attachments:
+        view["attachments"] = [media_attachments.view(a) for a in attachments]
+    services.live.publish(topic, "message.created", view)
     services.live.publish(topic, "run.updated", run_view(run))
     services.live.publish(
         org_topic(conv.org_id), "conversation.updated", {"conversation_id": conv.id}

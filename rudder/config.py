@@ -107,6 +107,19 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("RUDDER_ALLOW_ORG_CREATION", "allow_org_creation"),
     )
 
+    # Media (docs/media.md). Where attachment bytes live: by default files under RUDDER_HOME on
+    # SQLite and the database on PostgreSQL; a directory here (shared by every instance in a
+    # PostgreSQL deployment) is used instead when set.
+    media_dir: Path | None = None
+    # Days an attachment's bytes are kept (0: forever); the rows stay, marked expired.
+    media_retention_days: float = 30.0
+    # Caps on what Rudder downloads from a Feishu message: per image, per other file, per
+    # message in total (MB), and the time one download may take (seconds).
+    media_max_image_mb: float = 10.0
+    media_max_file_mb: float = 50.0
+    media_max_message_mb: float = 100.0
+    media_fetch_timeout_s: float = 60.0
+
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser()

@@ -12,19 +12,33 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rudder import texts
-from rudder.db.models import Agent, Conversation, Message, Run, RunEventRow, User, utcnow
+from rudder.db.models import (
+    Agent,
+    Attachment,
+    Conversation,
+    Message,
+    Run,
+    RunEventRow,
+    User,
+    utcnow,
+)
 from rudder.domain import budgets, secret_store
 from rudder.domain import conversations as convs
 from rudder.domain import skills as skills_domain
 from rudder.domain.runs import FINAL_STATUSES
 from rudder.domain.secrets import SecretBox
 from rudder.live import LiveHub, conversation_topic, org_topic
+from rudder.media import attachments as media_attachments
+from rudder.media import outbound as media_outbound
+from rudder.media import rundir
+from rudder.media.config import MediaConfig
 from rudder.run_transcript import Transcript
 from rudder.run_views import Observer, RunUpdate, message_view, run_view
 from rudder.runtimes import policy as runtime_policy
@@ -47,6 +61,7 @@ FLUSH_INTERVAL_S = 0.25
 WORKER_IDLE_S = 30.0
 STOP_TIMEOUT_S = 10.0
 HISTORY_LIMIT = 200
+_TRIGGER_FILES = "_trigger_attachments"  # ctx.extra slot between _start and _execute
 MAX_ATTEMPTS = 2  # a run interrupted by a crash is run again once; a second crash ends it
 
 
@@ -105,6 +120,8 @@ class InProcessRunQueue:
         self._runtime_lookup = runtime_lookup
         # The operator's policy (create_app sets it from the settings); the strictest by default.
         self.policy = RuntimePolicy()
+        # Blob store, run directories and limits (create_app sets it; None: no media).
+        self.media: MediaConfig | None = None
         self._queues: dict[str, asyncio.Queue[str]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._executing: dict[str, asyncio.Task[None]] = {}
@@ -307,6 +324,11 @@ class InProcessRunQueue:
                 session, conv.id, HISTORY_LIMIT, up_to_seq=trigger.seq if trigger else None
             )
             names = await _author_names(session, conv, history)
+            trigger_files = (
+                (await media_attachments.for_messages(session, [trigger.id])).get(trigger.id, [])
+                if trigger is not None
+                else []
+            )
             reply = (
                 await session.get(Message, run.reply_message_id) if run.reply_message_id else None
             )
@@ -353,6 +375,7 @@ class InProcessRunQueue:
                 session_id=conv.runtime_session_id,
                 allow_private_urls=self.policy.allow_private_urls,
             )
+            ctx.extra[_TRIGGER_FILES] = trigger_files
             paused = agent.status != "active"
             paused_text = (
                 texts.AGENT_ARCHIVED if agent.status == "terminated" else texts.AGENT_PAUSED
@@ -415,7 +438,14 @@ class InProcessRunQueue:
                 )
 
         skills_placed = contextlib.ExitStack()
+        run_dir: Path | None = None
+        trigger_files = ctx.extra.pop(_TRIGGER_FILES, [])
         try:
+            if self.media is not None:
+                # The run's own directory, with the files of the message it answers.
+                run_dir = rundir.create(self.media, run_id)
+                ctx.attachments = await rundir.materialize(self.media, run_dir, trigger_files)
+                rundir.apply(runtime_type, ctx, run_dir)
             # The agent's skills, where its runtime reads them, for as long as the run lasts.
             skills_placed.enter_context(skill_delivery.deliver(runtime_type, ctx, skill_files))
             runtime = self._runtime_lookup(runtime_type)
@@ -438,6 +468,8 @@ class InProcessRunQueue:
                         self._live.publish(topic, "message.delta", delta)
                         upd.text = transcript.text
                         await self._notify("text", upd)
+                    elif ev.kind is RunEventKind.ATTACHMENT:
+                        transcript.add(await self._attachment(ctx, run_dir, reply_id, ev))
                     else:
                         transcript.add(ev)
                     if time.monotonic() - last_flush >= FLUSH_INTERVAL_S:
@@ -458,7 +490,27 @@ class InProcessRunQueue:
             log.exception("run %s crashed", run_id)
             status, error = "failed", f"{type(exc).__name__}: {exc}"
         skills_placed.close()
+        if run_dir is not None:
+            rundir.remove(run_dir)
         await self._finish(reply_id, upd, transcript, status, error)
+
+    async def _attachment(
+        self, ctx: RunContext, run_dir: Path | None, reply_id: str, ev: RunEvent
+    ) -> RunEvent:
+        """Store a file the agent attached to its reply; the transcript's record of it."""
+        if self.media is None or run_dir is None:
+            return RunEvent(RunEventKind.ATTACHMENT, ev.text, {"status": "refused"})
+        row = await media_outbound.take(
+            self._sessions,
+            self.media,
+            run_id=ctx.run_id,
+            conversation_id=ctx.conversation_id,
+            reply_message_id=reply_id,
+            run_dir=run_dir,
+            data=ev.data,
+        )
+        seen = {"name": row.name, "status": row.status, "size": row.size, "reason": row.reason}
+        return RunEvent(RunEventKind.ATTACHMENT, row.name, seen)
 
     async def _finish(
         self, reply_id: str, upd: RunUpdate, transcript: Transcript, status: str, error: str | None
@@ -467,7 +519,7 @@ class InProcessRunQueue:
         rows = transcript.take_rows(final_status=status, error=error)
 
         # Shielded: a shutdown that cancels us mid-write must not leave the run "running".
-        async def write() -> tuple[Run, Message, budgets.Enforcement]:
+        async def write() -> tuple[Run, Message, budgets.Enforcement, list[Attachment]]:
             async with self._sessions() as session, session.begin():
                 run = await session.get(Run, transcript.run_id)
                 message = await session.get(Message, reply_id)
@@ -488,12 +540,16 @@ class InProcessRunQueue:
                     conv = await session.get(Conversation, run.conversation_id)
                     if conv is not None:
                         conv.runtime_session_id = transcript.session_id
-                return run, message, enforcement
+                files = await media_attachments.for_messages(session, [message.id])
+                return run, message, enforcement, files.get(message.id, [])
 
-        run, message, enforcement = await asyncio.shield(write())
+        run, message, enforcement, files = await asyncio.shield(write())
         await self._enforce(run.org_id, enforcement)
         topic = conversation_topic(run.conversation_id)
-        self._live.publish(topic, "message.updated", message_view(message))
+        view = message_view(message)
+        if files:  # what the agent attached to its reply
+            view["attachments"] = [media_attachments.view(a) for a in files]
+        self._live.publish(topic, "message.updated", view)
         self._live.publish(topic, "run.updated", run_view(run))
         self._live.publish(
             org_topic(run.org_id), "conversation.updated", {"conversation_id": run.conversation_id}

@@ -43,6 +43,8 @@ ROUTE_BODY_LIMITS: tuple[tuple[re.Pattern[str], int], ...] = (
     # An agent may post up to 2,000,000 characters to Feishu (split into parts there), which is
     # up to 12 MB of JSON with every character escaped.
     (re.compile(r"^/api/agents/[^/]+/integrations/feishu/messages/?$"), 16 * MiB),
+    # A local chat's message with files (docs/media.md): the per-message total, plus framing.
+    (re.compile(r"^/messenger/[^/]+/messages/?$"), 101 * MiB),
 )
 HEADER_LIMIT = 32 * KiB  # the request line and all headers (nginx's default is 4 × 8 KiB)
 HEAD_TIMEOUT_S = 10.0  # from the connection (or a kept-alive request's first byte) to its headers

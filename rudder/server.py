@@ -24,6 +24,7 @@ from rudder.domain import orgs
 from rudder.domain.secrets import load_secret_box
 from rudder.executor import InProcessRunQueue
 from rudder.live import LiveHub
+from rudder.media.config import media_config
 from rudder.runtimes.policy import RuntimePolicy
 from rudder.services import Services
 
@@ -59,6 +60,7 @@ async def start_services(settings: Settings) -> Services:
         node = scale_node.create(settings, sessions, live, box)
         runs = node.runs
     runs.policy = RuntimePolicy.from_settings(settings)
+    runs.media = media_config(settings, sessions)
     # One pooled client for every outgoing call (Feishu, Lark, the sandbox). No env proxies:
     # Feishu traffic must not silently detour through a developer's HTTP_PROXY.
     http = httpx.AsyncClient(
@@ -86,6 +88,9 @@ async def start_services(settings: Settings) -> Services:
     from rudder import agent_control
 
     agent_control.start_sweeper(services)  # budgets: a new month resumes held agents
+    from rudder.media import retention as media_retention
+
+    media_retention.start(services)  # RUDDER_MEDIA_RETENTION_DAYS
     from rudder.feishu import setup as feishu_setup
 
     await feishu_setup.poller(services).resume()
@@ -167,6 +172,9 @@ async def stop_services(services: Services) -> None:
 
     await agent_control.stop_sweeper(services)
     await sweeper.shutdown(services)
+    from rudder.media import retention as media_retention
+
+    await media_retention.stop(services)
     node = None
     if not services.settings.is_sqlite:
         from rudder.scale.node import node_of
@@ -236,6 +244,7 @@ def create_app(
         routes_feishu,
         routes_feishu_inbound,
         routes_feishu_messages,
+        routes_media,
         routes_orgs,
         routes_runs,
     )
@@ -254,6 +263,7 @@ def create_app(
     app.include_router(routes_agents.router)
     app.include_router(routes_conversations.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_media.router)
     app.include_router(routes_feishu.router)
     app.include_router(routes_feishu_inbound.router)
     app.include_router(routes_feishu_messages.router)

@@ -42,6 +42,7 @@ class Components:
     setup_poller: SetupPoller | None = None  # Connect's setup sessions
     sweeper: Sweeper | None = None  # re-drives stranded work (embedded mode)
     budget_sweeper: asyncio.Task[None] | None = None  # a new month resumes held agents
+    media_retention: asyncio.Task[None] | None = None  # removes old attachments' bytes
     node: ScaleNode | None = None  # PostgreSQL scale-out: leases, bus, shared run queue
     names: NameBook | None = None  # Feishu users' and chats' names, cached
     bot_clients: dict[str, BotClient] = field(default_factory=dict)  # by integration id

@@ -54,7 +54,10 @@ FEISHU_HELP = (
     "Commands:\n/new — start a fresh conversation for this chat\n/stop — stop the reply in progress\n"
     "/help — show this list"
 )
-FEISHU_NON_TEXT = "I can only read text for now — please send your message as text."
+FEISHU_NON_TEXT = (
+    "I can read text, images, files, voice and video, but not this kind of message — please "
+    "send it as text."
+)
 # The binding prompt goes to the sender alone (their direct chat with the bot); `{product}` is
 # "Feishu" or "Lark", whichever the bot is on.
 FEISHU_BINDING_PROMPT = (
@@ -360,3 +363,51 @@ CARD_TOAST_REPEATED = "Already done."
 CARD_TOAST_BUSY = "Rudder is busy; press again in a moment."
 CARD_REQUESTER_UNKNOWN = "the person who asked"
 CHAT_TITLE_TOPIC = "Topic"
+# -- Media: images, files, voice and video both ways (docs/media.md) -----------------------------
+# What the agent reads when a message is only an attachment ({what} is one of MEDIA_WHAT).
+MEDIA_ONLY_BODY = "[{what}]"
+MEDIA_WHAT = {
+    "image": "image",
+    "file": "file: {name}",
+    "audio": "voice message",
+    "media": "video: {name}",
+    "sticker": "sticker",
+    "cover": "video cover",
+}
+# Why an attachment did not reach the agent (kept on the attachment, told to the agent).
+MEDIA_TOO_LARGE = "it is larger than {limit} (the limit for {what})"
+MEDIA_MESSAGE_TOO_LARGE = "the message's attachments together are over {limit}"
+MEDIA_FEISHU_TOO_LARGE = "Feishu does not let bots download files this large"
+MEDIA_FETCH_TIMEOUT = "the download took longer than {seconds} s"
+MEDIA_FETCH_FAILED = "it could not be downloaded ({detail})"
+MEDIA_STICKER = "stickers cannot be downloaded by bots"
+MEDIA_NOT_STORED = "it could not be stored"
+# The notice in the chat: one line per attachment that did not make it.
+MEDIA_NOTICE = (
+    "I could not fetch everything you sent; your message reached the agent without:\n{lines}"
+)
+MEDIA_NOTICE_LINE = "• {name}: {reason}"
+# What the agent is told next to its message, for the attachments it did not get.
+MEDIA_MISSING_FOR_AGENT = "(Attachment not available: {name}: {reason})"
+# Local CLIs: how the prompt names the files of the message.
+MEDIA_PROMPT_FILES = "Files attached to this message (read them from disk):\n{lines}"
+MEDIA_PROMPT_LINE = "- {path} ({mime_type}, {size} bytes)"
+# Outbound: an attachment the agent asked to send that Rudder did not send.
+MEDIA_OUT_OUTSIDE = "not inside the run's directory"
+MEDIA_OUT_NOT_FILE = "not a regular file"
+MEDIA_OUT_MISSING = "no such file"
+MEDIA_OUT_EMPTY = "the file is empty"
+MEDIA_OUT_TOO_LARGE = "larger than Feishu's {limit} limit for files"
+MEDIA_OUT_TOO_MANY = "more than {count} attachments in one reply"
+MEDIA_OUT_BAD_EVENT = "the attachment event names no file"
+MEDIA_OUT_REFUSED_NOTICE = "The agent's attachment {name} was not sent: {reason}."
+# The Integrations tab: what happens to media, and that voice is not transcribed.
+WEB_MEDIA_FACTS = (
+    "Images, files, voice notes, videos and posts with pictures reach the agent as files, and "
+    "the agent's attachments arrive as images and files. Voice notes are handed over as audio "
+    "files, not transcribed: Rudder does not use Feishu's speech-to-text."
+)
+# The web composer's file uploads.
+MEDIA_UPLOAD_TOO_MANY = "Attach at most {count} files to one message."
+MEDIA_UPLOAD_TOO_LARGE = "{name} is larger than {limit}; nothing was sent."
+MEDIA_UPLOAD_EMPTY = "{name} is empty; nothing was sent."

@@ -191,6 +191,7 @@ SLOW_PATHS = (
     "tests/firsthour/test_console.py",
     "tests/firsthour/test_readme_walk.py",
     "tests/outbound/test_kill_mid_reply.py",
+    "tests/media/test_kill_mid_upload.py",
     "tests/hostile/test_api_fuzz.py",
     "tests/hostile/test_fuzz_decoders.py",
 )

@@ -31,6 +31,7 @@ from rudder.api.schemas import (
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
 from rudder.live import END, LiveEvent, conversation_topic
+from rudder.media import attachments as media_attachments
 from rudder.run_views import message_view, run_view
 
 router = APIRouter(prefix="/api")
@@ -95,7 +96,13 @@ async def list_messages(
 ) -> list[MessageOut]:
     await load_conversation(session, actor, conversation_id)
     rows = await convs.list_messages(session, conversation_id, after_seq, limit)
-    return [MessageOut.model_validate(m) for m in rows]
+    files = await media_attachments.for_messages(session, [m.id for m in rows])
+    out = []
+    for m in rows:
+        item = MessageOut.model_validate(m)
+        item.attachments = [media_attachments.view(a) for a in files.get(m.id, [])]
+        out.append(item)
+    return out
 
 
 @router.post(

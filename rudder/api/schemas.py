@@ -311,6 +311,9 @@ class MessageOut(Model):
     run_id: str | None
     error: str | None
     created_at: datetime
+    # Images and files of the message (docs/media.md): id, direction, kind, name, mime_type,
+    # size, sha256, status, reason, url (the bytes, behind the conversation's authorisation).
+    attachments: list[dict[str, Any]] = []
 
 
 class ForkIn(Input):

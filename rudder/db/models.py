@@ -24,6 +24,7 @@ from rudder.db.models_feishu import (
     OutboxItem,
     SetupSession,
 )
+from rudder.db.models_media import Attachment, BlobChunk
 from rudder.db.models_policy import ChatPolicy
 from rudder.db.models_reads import ConversationRead
 
@@ -32,8 +33,10 @@ __all__ = [
     "Agent",
     "AgentConfigRevision",
     "ApiToken",
+    "Attachment",
     "Base",
     "BindingCode",
+    "BlobChunk",
     "BotLease",
     "BudgetIncident",
     "ChatBinding",

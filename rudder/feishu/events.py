@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from rudder.media.keys import MEDIA_MESSAGE_TYPES, ResourceRef, resources_of
+
 
 class _Loose(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -124,6 +126,8 @@ class InboundMessage:
     parent_id: str | None = None
     root_id: str | None = None
     thread_id: str | None = None
+    # Images, files, voice, video, stickers the message carries (a post's pictures too).
+    resources: tuple[ResourceRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +144,10 @@ class InboundEvent:
 # A placeholder with the blanks around it, so stripping keeps the message's other whitespace
 # (line breaks and indentation matter in code and lists).
 _PLACEHOLDER = re.compile(r"[ \t]*(?:@_user_\d+|@_all)[ \t]*")
-# Post elements that are text to a reader. Anything else (img, media, file, …) makes the post
-# rich media, which is dropped with the non-text notice like an image message.
+# Post elements that are text to a reader; pictures and videos are its attachments (media/keys.py)
+# and add no text. Anything else makes the post unreadable as text (the non-text notice).
 _POST_TEXT_TAGS = frozenset({"text", "a", "at", "emotion", "code_block", "md", "hr"})
+_POST_MEDIA_TAGS = frozenset({"img", "media"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +173,8 @@ def _post_root(data: dict[str, Any]) -> dict[str, Any] | None:
 def _post_element(el: dict[str, Any], keys: dict[str, str], found: list[str]) -> str | None:
     """The element's plain text; None when the post is not plain text after all."""
     tag = el.get("tag")
+    if tag in _POST_MEDIA_TAGS:
+        return ""
     if tag not in _POST_TEXT_TAGS:
         return None
     if tag == "at":
@@ -236,6 +243,16 @@ def _text_of(message_type: str, content: str, mentions: list[Mention]) -> _Body:
     return _Body(None)
 
 
+def _resources(message_type: str, content: str) -> tuple[ResourceRef, ...]:
+    if message_type not in MEDIA_MESSAGE_TYPES and message_type != "post":
+        return ()
+    try:
+        data = json.loads(content) if content else {}
+    except (json.JSONDecodeError, RecursionError):
+        return ()
+    return resources_of(message_type, data) if isinstance(data, dict) else ()
+
+
 def strip_mentions(text: str) -> str:
     def gap(m: re.Match[str]) -> str:
         # A space only between two words; at the edge of a line the placeholder just goes.
@@ -279,6 +296,7 @@ def parse_event(payload: bytes | dict[str, Any]) -> InboundEvent:
         mentions = body.message.mentions or []
         parsed = _text_of(body.message.message_type, body.message.content, mentions)
         raw = parsed.text
+        resources = _resources(body.message.message_type, body.message.content)
         sender_id = body.sender.sender_id or UserId()
         message = InboundMessage(
             message_id=body.message.message_id,
@@ -298,6 +316,7 @@ def parse_event(payload: bytes | dict[str, Any]) -> InboundEvent:
             parent_id=body.message.parent_id or None,
             root_id=body.message.root_id or None,
             thread_id=body.message.thread_id or None,
+            resources=resources,
         )
     return InboundEvent(
         event_id=env.header.event_id,

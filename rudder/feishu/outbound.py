@@ -30,6 +30,7 @@ from rudder.feishu.outbox import Item, RetryPolicy, idempotency_uuid
 from rudder.feishu.reply_calls import Sequencers
 from rudder.feishu.reply_stream import Ending, ReplyTarget, RunReply
 from rudder.live import conversation_topic
+from rudder.media import send as media_send
 from rudder.run_views import RunUpdate, message_view
 from rudder.services import Services
 
@@ -241,7 +242,12 @@ class Outbound:
 
     async def _deliver(self, item: Item) -> Item:
         async def perform(it: Item, checkpoint: outbox.Checkpoint) -> None:
-            await calls.perform(await self.bot(it.integration_id), self.seqs, it, checkpoint)
+            bot = await self.bot(it.integration_id)
+            media = self.services.runs.media
+            if it.kind == media_send.ATTACHMENT and media is not None:
+                await media_send.perform(self.services.sessions, media, bot, it, checkpoint)
+                return
+            await calls.perform(bot, self.seqs, it, checkpoint)
 
         done = await outbox.deliver(self.services.sessions, item, perform, self.policy)
         # Run replies report their own failures on the assistant message (RunReply._report).

@@ -26,6 +26,7 @@ from rudder.feishu.errors import CARD_SEQUENCE, FeishuError
 from rudder.feishu.outbox import Item, idempotency_uuid
 from rudder.feishu.regions import Region
 from rudder.live import conversation_topic
+from rudder.media import send as media_send
 from rudder.run_views import message_view
 
 if TYPE_CHECKING:
@@ -173,6 +174,7 @@ class RunReply:
                 await self._wait_change()
                 self.changed.clear()
             await self._finish(target, self.ending)
+            await media_send.send_all(self, target)  # the agent's files, after its text
         finally:
             self._card_out.set()
             typing_item = await typing

@@ -16,6 +16,7 @@ from rudder import chat, texts
 from rudder.db.models import (
     Agent,
     ChatBinding,
+    Conversation,
     Integration,
     Run,
 )
@@ -34,6 +35,7 @@ from rudder.feishu.events import InboundEvent, InboundMessage, parse_event
 from rudder.feishu.outbound import outbound_of, send_notice, send_private_notice
 from rudder.feishu.regions import Region
 from rudder.feishu.reply_stream import ReplyTarget
+from rudder.media import inbound as media_inbound
 from rudder.services import Services
 
 log = logging.getLogger(__name__)
@@ -95,8 +97,9 @@ async def route(
         return "ignored", "group message does not mention this bot" + (
             " (@all is not a mention)" if message.mention_all else ""
         )
-    # 5. Only text for now; say so, but not more than once a minute per chat.
-    if message.text is None:
+    # 5. Text, and media (images, files, voice, video, stickers, posts with pictures); anything
+    # else gets a notice, but not more than once a minute per chat.
+    if message.text is None and not message.resources:
         if await _notice_allowed(services, integration.id, message.chat_id, row_id):
             await send_notice(
                 services,
@@ -141,7 +144,7 @@ async def route(
             )
         return await _prompt(services, integration, message, event, code)
     # 7. Commands.
-    text = message.text.strip()
+    text = (message.text or "").strip()
     command = text.split(None, 1)[0].lower() if text.startswith("/") else None
     if command == "/stop":
         return await _stop(services, integration, message, event)
@@ -166,22 +169,38 @@ async def route(
             key=_key("help", event.event_id),
         )
         return "command", "/help"
-    if not text:
+    if not text and not message.resources:
         return "ignored", "empty message"
-    # 8. A message for the agent, posted once per Feishu message.
+    # 8. A message for the agent, posted once per Feishu message, with its attachments
+    # (downloaded now: after the ack, outside any transaction).
     async with services.sessions() as session:
         conv = await bound_conversation(services, session, integration, message, user.id)
         if await chat.posted_message(session, conv, message.message_id) is not None:
             return "processed", "message was already posted; not posted again"
+        await session.commit()  # a new chat's conversation and binding
+    fetched = await _fetch_media(services, integration, message)
+    async with services.sessions() as session:
+        conv = await session.get(Conversation, conv.id) or conv
         _, run = await chat.post_user_message(
             services,
             session,
             conv,
-            text,
+            media_inbound.body_for(text, fetched),
             author_user_id=user.id,
             source="feishu",
             external_sender_id=message.sender_open_id,
             external_message_id=message.message_id,
+            attachments=media_inbound.rows_of(fetched),
+        )
+    notice = media_inbound.notice_for(fetched)
+    if notice is not None:
+        await send_notice(
+            services,
+            integration.id,
+            message.chat_id,
+            notice,
+            reply_to=message.message_id,
+            key=_key("media", event.event_id),
         )
     if run.status == budgets.HELD:
         # Budget hook: the message is kept and answered when the agent resumes.
@@ -201,7 +220,17 @@ async def route(
             in_thread=conv.external_thread_id is not None,
         ),
     )
-    return "processed", "queued a run"
+    return "processed", "queued a run" + media_inbound.summary(fetched)
+
+
+async def _fetch_media(
+    services: Services, integration: Integration, message: InboundMessage
+) -> list[media_inbound.Fetched]:
+    media = services.runs.media
+    if not message.resources or media is None:
+        return []
+    bot = await outbound_of(services).bot(integration.id)
+    return await media_inbound.fetch_all(bot, media, message.message_id, message.resources)
 
 
 async def _prompt(

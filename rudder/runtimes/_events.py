@@ -50,6 +50,11 @@ def event_from_json(obj: dict[str, Any]) -> RunEvent | None:
         if not isinstance(session_id, str) or not session_id:
             raise RuntimeError_("the agent sent a 'session' event without a 'session_id'")
         return RunEvent(RunEventKind.SESSION, data={"session_id": session_id})
+    if kind == "attachment":
+        # {"type":"attachment","path":...} (a file in the run's directory) or, over http,
+        # {"type":"attachment","name":...,"data_base64":...}; checked by the executor.
+        name = obj.get("path") or obj.get("name") or ""
+        return RunEvent(RunEventKind.ATTACHMENT, text=str(name), data=data)
     if kind == "error":
         message = obj.get("message") or obj.get("text") or "no reason given"
         raise RuntimeError_(f"the agent reported an error: {message}")

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._attachments import payload_items, prompt_section
 from .base import RunContext
 
 
-def context_payload(ctx: RunContext) -> dict[str, Any]:
-    """The JSON document the `process` runtime writes on stdin and the `http` runtime POSTs."""
-    extra = {"skills": ctx.extra["skills"]} if "skills" in ctx.extra else {}
+def context_payload(ctx: RunContext, *, inline_attachments: bool = False) -> dict[str, Any]:
+    """The JSON document the `process` runtime writes on stdin and the `http` runtime POSTs
+    (which gets the attachments' bytes inline instead of their paths)."""
+    extra: dict[str, Any] = {"skills": ctx.extra["skills"]} if "skills" in ctx.extra else {}
+    if ctx.attachments:
+        extra["attachments"] = payload_items(ctx, inline=inline_attachments)
+    if ctx.run_dir and not inline_attachments:
+        extra["run_dir"] = ctx.run_dir
     return {
         **extra,
         "run_id": ctx.run_id,
@@ -45,8 +51,9 @@ def cli_prompt(ctx: RunContext, *, resuming: bool, preamble: str | None = None) 
     one (first message, or a session the CLI forgot) gets the earlier messages as a transcript,
     so the agent does not lose what was said.
     """
+    files = prompt_section(ctx)
     if resuming:
-        return ctx.prompt
+        return f"{ctx.prompt}\n\n{files}" if files else ctx.prompt
     parts = []
     if preamble:
         parts.append(preamble)
@@ -56,4 +63,6 @@ def cli_prompt(ctx: RunContext, *, resuming: bool, preamble: str | None = None) 
         parts.append("New message:\n" + ctx.prompt)
     else:
         parts.append(ctx.prompt)
+    if files:
+        parts.append(files)
     return "\n\n".join(parts)

@@ -29,6 +29,7 @@ class RunEventKind(StrEnum):
     SESSION = "session"  # the runtime's own session id (resumed on the next message)
     USAGE = "usage"  # tokens / cost
     LOG = "log"  # diagnostic line (e.g. stderr), transcript only
+    ATTACHMENT = "attachment"  # a file the agent attaches to its reply (docs/media.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,21 @@ SecretResolver = Callable[[str], Awaitable[str]]
 
 async def _no_secrets(name: str) -> str:
     raise RuntimeError_(f"secret {name!r} is not available to this runtime")
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentFile:
+    """A file of the message this run answers, on disk in the run's directory (`path`), or
+    not available (`path` None, `reason` says why)."""
+
+    id: str
+    kind: str  # image | file | audio | media | sticker | cover
+    name: str
+    mime_type: str
+    size: int
+    sha256: str | None
+    path: str | None
+    reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -61,6 +77,10 @@ class RunContext:
     extra: dict[str, Any] = field(default_factory=dict)
     # RUDDER_ALLOW_PRIVATE_RUNTIME_URLS: may http/openai call loopback, link-local, private?
     allow_private_urls: bool = False
+    # The run's own directory (files it may attach to its reply live here) and the files of
+    # the message it answers.
+    run_dir: str | None = None
+    attachments: list[AttachmentFile] = field(default_factory=list)
 
     @property
     def prompt(self) -> str:

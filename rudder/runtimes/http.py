@@ -81,7 +81,7 @@ class HttpRuntime:
         config = run_config(HttpConfig, ctx.runtime_config)
         headers = {"accept": ACCEPT, **await resolve_values(ctx, config.headers, redactor)}
         deadline = Deadline(config.timeout_sec)
-        payload = context_payload(ctx)
+        payload = context_payload(ctx, inline_attachments=True)
         async with post_stream(
             self._client,
             config.url,

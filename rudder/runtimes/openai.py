@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 
+from ._attachments import openai_content
 from ._deadline import Deadline
 from ._events import excerpt
 from ._httpstream import error_body, post_stream, text_chunks
@@ -25,12 +27,17 @@ from .config import OpenAIConfig, run_config
 _ROLES = frozenset({"user", "assistant", "system"})
 
 
-def chat_messages(ctx: RunContext, system_prompt: str | None) -> list[dict[str, str]]:
+def chat_messages(ctx: RunContext, system_prompt: str | None) -> list[dict[str, Any]]:
     system = "\n\n".join(part for part in (ctx.instructions, system_prompt) if part)
-    messages = [{"role": "system", "content": system}] if system else []
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     for message in ctx.messages:
         if message.body and message.role in _ROLES:
             messages.append({"role": message.role, "content": message.body})
+    # The newest user message carries the attachments of the message this run answers.
+    for message in reversed(messages):
+        if message["role"] == "user":
+            message["content"] = openai_content(ctx, str(message["content"]))
+            break
     return messages
 
 
@@ -77,6 +84,27 @@ def _usage_event(usage: dict[str, Any], model: Any) -> RunEvent:
     return RunEvent(RunEventKind.USAGE, data=data)
 
 
+_DATA_URL = re.compile(r"^data:(image/(?:png|jpeg|gif|webp));base64,([A-Za-z0-9+/=\s]+)$")
+
+
+def image_outputs(images: Any) -> Iterator[RunEvent]:
+    """Images a model returns (`delta.images[].image_url.url`, as OpenRouter and others stream
+    them) → attachment events. Only inline `data:` URLs: a URL to fetch on the model's say-so
+    is never fetched (SSRF)."""
+    if not isinstance(images, list):
+        return
+    for n, image in enumerate(images):
+        url = image.get("image_url") if isinstance(image, dict) else None
+        url = url.get("url") if isinstance(url, dict) else url
+        found = _DATA_URL.match(url) if isinstance(url, str) else None
+        if found is None:
+            continue
+        ext = found.group(1).split("/")[1].replace("jpeg", "jpg")
+        name = f"image-{n + 1}.{ext}"
+        data = {"name": name, "data_base64": "".join(found.group(2).split())}
+        yield RunEvent(RunEventKind.ATTACHMENT, text=name, data=data)
+
+
 def chunk_events(chunk: Any) -> Iterator[RunEvent]:
     """One streamed `chat.completion.chunk` (or a whole non-streamed completion) → run events."""
     if not isinstance(chunk, dict):
@@ -95,6 +123,7 @@ def chunk_events(chunk: Any) -> Iterator[RunEvent]:
         content = delta.get("content")
         if isinstance(content, str) and content:
             yield RunEvent(RunEventKind.TEXT, text=content)
+        yield from image_outputs(delta.get("images"))
     usage = chunk.get("usage")
     if isinstance(usage, dict):
         yield _usage_event(usage, chunk.get("model"))

@@ -17,11 +17,14 @@ from .config import ProcessConfig, run_config
 
 def run_env(ctx: RunContext) -> dict[str, str]:
     """Identifiers an agent may use when it talks to Rudder's API about this run."""
-    return {
+    env = {
         "RUDDER_RUN_ID": ctx.run_id,
         "RUDDER_AGENT_ID": ctx.agent_id,
         "RUDDER_CONVERSATION_ID": ctx.conversation_id,
     }
+    if ctx.run_dir:
+        env["RUDDER_RUN_DIR"] = ctx.run_dir  # files to attach to the reply go here
+    return env
 
 
 class ProcessRuntime:

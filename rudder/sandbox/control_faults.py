@@ -11,7 +11,7 @@ from rudder.sandbox.control import endpoint, string_field
 from rudder.sandbox.core import SandboxError
 from rudder.sandbox.limits import ApiFault
 from rudder.sandbox.longconn import AckFaults
-from rudder.sandbox.resource_store import StreamFault
+from rudder.sandbox.resource_store import UPLOAD_API, StreamFault
 
 if TYPE_CHECKING:
     from rudder.sandbox.core import Sandbox
@@ -83,9 +83,20 @@ async def add_fault(sandbox: Sandbox, request: Request, body: dict[str, Any]) ->
         )
         sandbox.stream_faults.append(stream_fault)
         return {"kind": kind, "remaining": stream_fault.remaining, "app_id": app_id}
+    if kind == "slow_upload":
+        # image.create / file.create: the bytes are stored, then the answer waits delay_s
+        # (a client killed meanwhile never learns the key of what it uploaded).
+        delay = body.get("delay_s", 5.0)
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise SandboxError("delay_s must be a non-negative number")
+        upload_fault = StreamFault(
+            api=UPLOAD_API, remaining=_int(body, "count", 1), delay_s=float(delay), app_id=app_id
+        )
+        sandbox.stream_faults.append(upload_fault)
+        return {"kind": kind, "remaining": upload_fault.remaining, "app_id": app_id}
     raise SandboxError(
-        "kind must be drop_connections, fail_api, lose_acks, delay_acks, slow_download or"
-        " cut_download"
+        "kind must be drop_connections, fail_api, lose_acks, delay_acks, slow_download,"
+        " cut_download or slow_upload"
     )
 
 

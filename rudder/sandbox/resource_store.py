@@ -103,6 +103,9 @@ class Resource:
         }
 
 
+UPLOAD_API = "im.upload"  # the slow_upload fault: image.create and file.create
+
+
 @dataclass(slots=True)
 class StreamFault:
     """Slow (``delay_s`` before the first byte) or cut (after ``truncate_after`` bytes) a stream."""

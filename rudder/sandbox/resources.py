@@ -27,6 +27,7 @@ from rudder.sandbox.envelope import access_denied, authorize, fail
 from rudder.sandbox.envelope import ok as ok_response
 from rudder.sandbox.resource_store import (
     FILE_TYPES,
+    UPLOAD_API,
     Resource,
     image_mime,
     keys_in_content,
@@ -139,6 +140,7 @@ async def upload_image(request: Request) -> Response:
     name = str(fields.get("image.filename") or "image")
     resource = store(sandbox, "image", data, name, mime, owner_app_id=app.app_id)
     sandbox.touch()
+    await _slow_upload(sandbox, app.app_id)
     return ok_response({"image_key": resource.key})
 
 
@@ -173,11 +175,19 @@ async def upload_file(request: Request) -> Response:
         sandbox, "file", data, file_name, None, str(file_type), duration, owner_app_id=app.app_id
     )
     sandbox.touch()
+    await _slow_upload(sandbox, app.app_id)
     return ok_response({"file_key": resource.key})
+
+
+async def _slow_upload(sandbox: Sandbox, app_id: str) -> None:
+    fault = take_stream_fault(sandbox, UPLOAD_API, app_id)
+    if fault is not None and fault.delay_s > 0:
+        await asyncio.sleep(fault.delay_s)
 
 
 def content_disposition(file_name: str) -> str:
     ascii_name = file_name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    ascii_name = "".join(c if c.isprintable() else "_" for c in ascii_name)
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(file_name)}"
 
 

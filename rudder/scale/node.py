@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from rudder.config import Settings
 from rudder.domain.secrets import SecretBox
 from rudder.live import LiveHub
+from rudder.media.config import media_config
 from rudder.runtimes.policy import RuntimePolicy
 from rudder.scale import instances
 from rudder.scale.bus import NotifyBus
@@ -76,6 +77,7 @@ def create(
     )
     # The operator's runtime policy, for `rudder start` and `rudder worker` alike.
     runs.policy = RuntimePolicy.from_settings(settings)
+    runs.media = media_config(settings, sessions)
     return ScaleNode(instance_id, config, bus, fanout, runs)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,8 @@ from rudder.domain import agents as agents_domain
 from rudder.domain import conversations as convs
 from rudder.domain import runs as runs_domain
 from rudder.markdown_html import body_html
+from rudder.media import attachments as media_attachments
+from rudder.media.uploads import UploadRefused, store_uploads
 from rudder.web import reads
 from rudder.web.lookups import find_agent, find_conversation
 from rudder.web.templating import Shell, not_found, render, shell
@@ -119,6 +121,10 @@ async def _messenger_page(
                 for u in await session.scalars(select(User).where(User.id.in_(user_ids)))
             }
         context["messages"] = messages
+        files = await media_attachments.for_messages(session, [m.id for m in messages])
+        context["attachments"] = {
+            mid: [media_attachments.view(a) for a in rows] for mid, rows in files.items()
+        }
         context["user_names"] = names
         context["viewer_id"] = actor.user_id
         context["body_html"] = body_html
@@ -201,16 +207,24 @@ async def send_message(
     session: SessionDep,
     services: ServicesDep,
     body: Annotated[str, Form(max_length=BODY_MAX)] = "",
+    files: Annotated[list[UploadFile] | None, File()] = None,
 ) -> Response:
     conv, missing = await _load(request, session, actor, conversation_id)
     if conv is None:
         assert missing is not None
         return missing
     error, status = None, 200
+    uploads = [f for f in files or [] if f.filename]
+    attached = []
     if conv.bound:
         error, status = texts.BOUND_CONVERSATION_READ_ONLY, 409
-    elif not body.strip():
+    elif not body.strip() and not uploads:
         error, status = texts.WEB_MESSAGE_EMPTY, 422
+    elif uploads and services.runs.media is not None:
+        try:
+            attached = await store_uploads(services.runs.media, uploads)
+        except UploadRefused as exc:
+            error, status = str(exc), 413
     if error is not None:
         if _wants_fragment(request):
             return PlainTextResponse(error, status_code=status)
@@ -218,8 +232,18 @@ async def send_message(
         return await _messenger_page(
             request, session, actor, frame, conv, error=error, status_code=status
         )
+    text = body.strip() or " ".join(
+        texts.MEDIA_ONLY_BODY.format(what=texts.MEDIA_WHAT["file"].format(name=a.name))
+        for a in attached
+    )
     await chat.post_user_message(
-        services, session, conv, body.strip(), author_user_id=actor.user_id, source="local"
+        services,
+        session,
+        conv,
+        text,
+        author_user_id=actor.user_id,
+        source="local",
+        attachments=attached,
     )
     await reads.mark_seen(session, actor.user_id, conv.id)  # one's own message is not news
     await session.commit()

@@ -18,6 +18,7 @@ from rudder import texts
 from rudder.api.deps import Actor
 from rudder.db.models import Organization
 from rudder.domain import orgs
+from rudder.media.sniff import INLINE_TYPES
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -36,6 +37,20 @@ def _when(value: datetime | str | None) -> str:
 
 
 templates.env.filters["when"] = _when
+
+
+def _filesize(value: int) -> str:
+    size = float(value)
+    for unit in ("bytes", "KB", "MB"):
+        if size < 1024 or unit == "MB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} MB"
+
+
+templates.env.filters["filesize"] = _filesize
+# Attachments shown inline in a conversation (everything else is a download).
+templates.env.globals["inline_image_types"] = INLINE_TYPES
 templates.env.globals["texts"] = texts
 
 

@@ -22,6 +22,8 @@ from rudder.runtimes import DEFAULT_AGENT_RUNTIME as RUNTIME
 from tests.conftest import FeishuRig
 from tests.helpers import default_org_and_agent, wait_run
 from tests.hostile.conftest import count
+from tests.media.media_agent import PNG
+from tests.media.support import stored_attachment
 
 # Authenticated by Feishu's signature, not by organization (tests/hostile/test_webhook_forgery).
 NOT_ORG_SCOPED = {"/api/integrations/feishu/{integration_id}/webhook"}
@@ -76,6 +78,7 @@ async def _world(rig: FeishuRig) -> World:
     ).json()
     runs = (await rig.client.get(f"/api/agents/{agent['id']}/runs")).json()
     await wait_run(rig.client, runs[0]["id"])
+    attachment_id = await stored_attachment(rig.services, conv["id"], msg["id"], PNG)
     owner = (await rig.client.get(f"/api/orgs/{org['id']}/members")).json()[0]
     binding = await rig.client.post(
         f"/api/orgs/{org['id']}/feishu-user-bindings",
@@ -129,6 +132,7 @@ async def _world(rig: FeishuRig) -> World:
             "integration_id": integration.id,
             "code": code,
             "message_id": msg["id"],
+            "attachment_id": attachment_id,  # media (issue 23)
             "binding_id": binding.json()["id"],
             "token_id": token.json()["id"],
             # Agents host (issue 22): a revision number, a skill of org A, a model's price.

@@ -110,10 +110,14 @@ async def test_non_text_is_dropped_with_a_notice(rig: FeishuRig) -> None:
     await rig.control(
         "POST",
         f"/chats/{chat}/messages",
-        json={"user_id": ada, "message_type": "image", "content": {"image_key": "img_v3_x"}},
+        json={
+            "user_id": ada,
+            "message_type": "interactive",
+            "content": {"schema": "2.0", "body": {"elements": []}},
+        },
     )
     rows = await activity(rig, agent["id"], 2)
-    assert rows[0]["outcome"] == "dropped" and "image" in rows[0]["reason"]
+    assert rows[0]["outcome"] == "dropped" and "interactive" in rows[0]["reason"]
     assert texts.FEISHU_NON_TEXT in await wait_for(lambda: bot_texts(rig, chat))
 
 

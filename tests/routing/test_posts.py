@@ -1,4 +1,4 @@
-"""Rich-text `post` messages: plain text, links and @mentions are read as text; media is not."""
+"""Rich-text `post` messages: text, links and @mentions are read as text, pictures as attachments."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from rudder import texts
 from rudder.feishu.events import parse_event
 from rudder.feishu.routing import mentions_bot
 from tests.conftest import FeishuRig
@@ -103,16 +102,23 @@ def test_at_all_in_a_post_is_not_a_mention_of_the_bot() -> None:
 
 
 @pytest.mark.parametrize("tag", ["img", "media"])
-def test_a_post_with_media_is_not_text(tag: str) -> None:
+def test_a_post_with_media_is_its_text_and_its_attachments(tag: str) -> None:
     content = {
         "title": "",
         "content": [[{"tag": "text", "text": "look"}], [{"tag": tag, "image_key": "img_v3_x"}]],
     }
     event = parse_event(_envelope(content, BOT_MENTION))
+    assert event.message is not None and event.message.text == "look"
+    assert [(r.key, r.download_type) for r in event.message.resources] == [("img_v3_x", "image")]
+
+
+def test_a_post_with_an_unknown_element_is_not_text() -> None:
+    content = {"title": "", "content": [[{"tag": "text", "text": "x"}, {"tag": "hologram"}]]}
+    event = parse_event(_envelope(content, BOT_MENTION))
     assert event.message is not None and event.message.text is None
 
 
-async def test_a_post_in_a_group_reaches_the_agent_and_one_with_an_image_is_dropped(
+async def test_a_post_in_a_group_reaches_the_agent_and_so_does_one_with_a_lost_image(
     rig: FeishuRig,
 ) -> None:
     agent, app = await connected_bot(rig)
@@ -140,7 +146,8 @@ async def test_a_post_in_a_group_reaches_the_agent_and_one_with_an_image_is_drop
     first = (await messages(rig, conv["id"]))[0]
     assert first["body"] == "please read [the spec](https://example.com/spec)\nand summarise it"
 
-    # A post with a picture in it is rich media: dropped, with the short notice.
+    # A post with a picture Feishu no longer has: the text reaches the agent, the chat hears
+    # what could not be fetched.
     await say(
         rig,
         team,
@@ -156,9 +163,12 @@ async def test_a_post_in_a_group_reaches_the_agent_and_one_with_an_image_is_drop
         mention_app_ids=[app["app_id"]],
     )
     rows = await activity(rig, agent["id"], 4)
-    assert rows[0]["outcome"] == "dropped" and "post" in rows[0]["reason"], rows[0]
+    assert rows[0]["outcome"] == "processed", rows[0]
+    assert "0 of 1 attachment(s) fetched" in rows[0]["reason"], rows[0]
+    bodies = [m["body"] for m in await messages(rig, conv["id"])]
+    assert any(b.startswith("see\n(Attachment not available: image:") for b in bodies), bodies
 
     async def noticed() -> bool:
-        return texts.FEISHU_NON_TEXT in await bot_texts(rig, team)
+        return any("could not fetch" in t for t in await bot_texts(rig, team))
 
     await wait_for(noticed)

@@ -31,6 +31,40 @@
     return thread.querySelector('[data-message-id="' + id + '"]');
   }
 
+  // Images inline, other files as downloads (the URLs answer only to this conversation's readers).
+  var INLINE = ["image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"];
+  function renderAttachments(node, list) {
+    var box = node.querySelector(".attachments");
+    if (box) box.remove();
+    if (!list.length) return;
+    box = document.createElement("span");
+    box.className = "attachments";
+    box.setAttribute("data-testid", "attachments");
+    list.forEach(function (a) {
+      var el;
+      if (a.url && INLINE.indexOf(a.mime_type) >= 0) {
+        el = document.createElement("a");
+        el.className = "attachment image";
+        el.href = a.url; el.target = "_blank"; el.rel = "noopener";
+        var img = document.createElement("img");
+        img.src = a.url; img.alt = a.name; img.loading = "lazy";
+        el.appendChild(img);
+      } else if (a.url) {
+        el = document.createElement("a");
+        el.className = "attachment file";
+        el.href = a.url; el.setAttribute("download", a.name);
+        el.textContent = a.name + " (" + a.size + " bytes)";
+      } else {
+        el = document.createElement("span");
+        el.className = "attachment missing muted small";
+        el.textContent = a.name + ": " + (a.reason || a.status);
+      }
+      box.appendChild(el);
+    });
+    var body = node.querySelector(".body");
+    body.parentNode.insertBefore(box, body.nextSibling);
+  }
+
   function render(m) {
     var node = messageNode(m.id);
     if (!node) {
@@ -60,6 +94,7 @@
       body.classList.remove("md");
       body.textContent = m.body || "";
     }
+    if (Array.isArray(m.attachments)) renderAttachments(node, m.attachments);
     var err = node.querySelector(".err");
     var note = m.status === "failed" ? (m.error || "failed") : m.status === "stopped" ? "Stopped." : "";
     if (note) {
@@ -131,9 +166,14 @@
   window.addEventListener("pagehide", function () { source.close(); });
 
   function post(form) {
+    var picker = form.querySelector('input[type="file"]');
+    var withFiles = picker && picker.files && picker.files.length > 0;
+    // Files go as multipart (their bytes); a text-only message stays a small urlencoded form.
+    var data = new FormData(form);
+    if (!withFiles) data.delete("files");
     return fetch(form.action, {
       method: "POST",
-      body: new URLSearchParams(new FormData(form)),
+      body: withFiles ? data : new URLSearchParams(data),
       headers: { "X-Requested-With": "fetch" },
       credentials: "same-origin",
     });
@@ -149,10 +189,12 @@
     });
     composer.addEventListener("submit", function (e) {
       e.preventDefault();
-      if (!textarea.value.trim()) return;
+      var picker = composer.querySelector('input[type="file"]');
+      var hasFiles = picker && picker.files && picker.files.length > 0;
+      if (!textarea.value.trim() && !hasFiles) return;
       errorBox.textContent = "";
       post(composer).then(function (r) {
-        if (r.ok) { textarea.value = ""; return; }
+        if (r.ok) { textarea.value = ""; if (picker) picker.value = ""; return; }
         return r.text().then(function (t) { errorBox.textContent = t; });
       }, function () { errorBox.textContent = "Could not reach Rudder; try again."; });
     });

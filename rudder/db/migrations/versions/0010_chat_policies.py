@@ -1,7 +1,7 @@
 """per-chat policy of a bot in groups: feishu_chat_policies
 
 Revision ID: 0010_chat_policies
-Revises: 0008_cards
+Revises: 0009_cards
 Create Date: 2026-12-01 18:15:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from rudder.db.base import UTCDateTime
 
 revision: str = "0010_chat_policies"
-down_revision: str | None = "0008_cards"
+down_revision: str | None = "0009_cards"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

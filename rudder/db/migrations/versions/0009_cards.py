@@ -1,7 +1,7 @@
 """topics as conversations: conversations/chat_bindings.external_thread_id; outbox by message
 
-Revision ID: 0008_cards
-Revises: 0007
+Revision ID: 0009_cards
+Revises: 0008_media
 Create Date: 2026-12-01 18:00:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from rudder.db.migrate import drop_columns
 
-revision: str = "0008_cards"
-down_revision: str | None = "0007"
+revision: str = "0009_cards"
+down_revision: str | None = "0008_media"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

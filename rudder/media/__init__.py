@@ -1,0 +1,1 @@
+"""Images, files, voice and video, both ways (docs/media.md)."""
