@@ -185,3 +185,20 @@ async def clear_policy(
     )
     await session.delete(row)
     await session.flush()
+
+
+async def default_member(
+    session: AsyncSession, integration: Integration, policy: Policy
+) -> User | None:
+    """The member unbound people act as in a "tenant" group, while still an active member."""
+    if policy.audience != "tenant" or policy.default_user_id is None:
+        return None
+    return await session.scalar(
+        select(User)
+        .join(Membership, Membership.user_id == User.id)
+        .where(
+            User.id == policy.default_user_id,
+            Membership.org_id == integration.org_id,
+            Membership.status == "active",
+        )
+    )

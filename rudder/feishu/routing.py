@@ -23,7 +23,7 @@ from rudder.db.models import (
 from rudder.db.models import InboundEvent as InboundRow
 from rudder.domain import budgets
 from rudder.domain import runs as runs_domain
-from rudder.feishu import bindings, names
+from rudder.feishu import bindings, chat_policy, names
 from rudder.feishu.chat_convs import (
     binding_of,
     bound_conversation,
@@ -87,10 +87,18 @@ async def route(
         message.sender_open_id and message.sender_open_id == integration.bot_open_id
     ):
         return "ignored", "sent by a bot"
-    # 4. In groups only messages that @-mention this bot, or reply to one of its messages,
-    # are for it.
+    # 4. In groups: the bot's policy for this chat (chat_policy.py) says whether it answers
+    # here at all; then only messages that @-mention it, or reply to one of its messages, are
+    # for it, unless the policy lifts that.
+    policy = chat_policy.DEFAULT
+    if message.chat_type != "p2p":
+        async with services.sessions() as session:
+            policy = await chat_policy.effective(session, integration.id, message.chat_id)
+        if not policy.answers:
+            return "ignored", texts.CHAT_POLICY_NOT_ALLOWED
     if (
         message.chat_type != "p2p"
+        and policy.require_mention
         and not mentions_bot(message, integration.bot_open_id)
         and not await replies_to_bot(services, integration, message)
     ):
@@ -100,7 +108,9 @@ async def route(
     # 5. Text, and media (images, files, voice, video, stickers, posts with pictures); anything
     # else gets a notice, but not more than once a minute per chat.
     if message.text is None and not message.resources:
-        if await _notice_allowed(services, integration.id, message.chat_id, row_id):
+        if not policy.quiet and await _notice_allowed(
+            services, integration.id, message.chat_id, row_id
+        ):
             await send_notice(
                 services,
                 integration.id,
@@ -123,8 +133,11 @@ async def route(
         integration = await session.get(Integration, integration.id, with_for_update=True)
         assert integration is not None
         user = await bindings.bound_user(session, integration, message.sender_open_id)
+        if user is None and policy.audience == "tenant" and policy.default_user_id:
+            # The group lets anyone in it address the bot, as the member it names.
+            user = await chat_policy.default_member(session, integration, policy)
         code = prompted_at = None
-        if user is None:
+        if user is None and not policy.quiet:  # a quiet group gets no binding prompt
             prompted_at = await bindings.recent_prompt(session, integration, message.sender_open_id)
             if prompted_at is None:
                 code = await bindings.issue_code(
@@ -134,6 +147,8 @@ async def route(
                     message.sender_union_id,
                     display_name=sender_name,
                 )
+    if user is None and policy.quiet:
+        return "ignored", "sender is not linked to a Rudder member; quiet group: no prompt"
     if user is None:
         if code is None:
             assert prompted_at is not None
@@ -193,7 +208,7 @@ async def route(
             attachments=media_inbound.rows_of(fetched),
         )
     notice = media_inbound.notice_for(fetched)
-    if notice is not None:
+    if notice is not None and not policy.quiet:
         await send_notice(
             services,
             integration.id,
