@@ -134,6 +134,7 @@ WEB_CONNECT_HINT = "Opens Feishu or Lark in a new tab with the bot name prefille
 WEB_CHOOSE_REGION = "Choose Feishu CN or Lark Global first."
 WEB_SETUP_START_FAILED = "Could not start the setup with {product}: {detail}"
 WEB_SETUP_CANCEL = "Cancel"
+WEB_SETUP_NOT_FOUND = "There is no such setup for this agent."
 WEB_SETUP_SWITCH = "Use {product} instead"
 WEB_SETUP_WAITING = "Confirm the app authorization in {product}; this page updates by itself."
 WEB_SETUP_QR_HINT = "On a phone, scan the code instead."

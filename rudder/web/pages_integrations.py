@@ -244,14 +244,27 @@ async def connect(
             await setups.poller(services).start(agent, chosen, actor=actor.label)
         except FeishuError as exc:
             error = setups.start_failed_text(chosen, exc)
-    if not _is_htmx(request) and error is None:
+    return await _panel_answer(request, services, session, agent, error)
+
+
+async def _panel_answer(
+    request: Request,
+    services: Services,
+    session: AsyncSession,
+    agent: Agent,
+    error: str | None,
+    *,
+    error_status: int = 422,
+) -> Response:
+    """What a panel action answers: the fresh panel for htmx (with the reason, if any), else a
+    redirect to the tab; a plain form that failed with `error_status` 422 gets the panel too."""
+    if not _is_htmx(request) and (error is None or error_status != 422):
         return RedirectResponse(f"/agents/{agent.id}/integrations", status_code=303)
     context = await _panel_context(
         services, session, agent, await _latest_setup(session, agent.id), error
     )
-    return fragment(
-        request, "agents/_feishu_panel.html", context, status_code=422 if error else 200
-    )
+    status_code = error_status if error else 200
+    return fragment(request, "agents/_feishu_panel.html", context, status_code=status_code)
 
 
 @router.post("/agents/{agent_id}/integrations/setup/{setup_id}/cancel", response_class=HTMLResponse)
@@ -269,19 +282,15 @@ async def cancel_setup(
     await connecting.require_bot_manager(services, agent, actor.label)
     setup = await session.get(SetupSession, setup_id)
     if setup is None or setup.agent_id != agent.id:
-        return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+        return not_found(request, await shell(request, session, actor), texts.WEB_SETUP_NOT_FOUND)
     await session.close()
     error: str | None = None
     try:
         await setups.poller(services).cancel(setup_id, actor=actor.label)
     except DomainError as exc:
         error = exc.detail
-    if not _is_htmx(request):
-        return RedirectResponse(f"/agents/{agent.id}/integrations", status_code=303)
-    context = await _panel_context(
-        services, session, agent, await _latest_setup(session, agent.id), error
-    )
-    return fragment(request, "agents/_feishu_panel.html", context)
+    # A setup that ended meanwhile is no failure of the click: the panel shows how it ended.
+    return await _panel_answer(request, services, session, agent, error, error_status=200)
 
 
 @router.post("/agents/{agent_id}/integrations/slash/retry", response_class=HTMLResponse)
@@ -297,14 +306,7 @@ async def retry_slash(
         await connecting.retry_slash_commands(services, agent, actor=actor.label)
     except DomainError as exc:
         error = exc.detail
-    if not _is_htmx(request) and error is None:
-        return RedirectResponse(f"/agents/{agent.id}/integrations", status_code=303)
-    context = await _panel_context(
-        services, session, agent, await _latest_setup(session, agent.id), error
-    )
-    return fragment(
-        request, "agents/_feishu_panel.html", context, status_code=422 if error else 200
-    )
+    return await _panel_answer(request, services, session, agent, error)
 
 
 @router.post("/agents/{agent_id}/integrations/disconnect", response_class=HTMLResponse)
