@@ -4,7 +4,8 @@ A job carries only a run id; the `runs` table stays the source of truth. Jobs of
 conversation share the lock `conv:<id>`, so its runs execute one at a time and in order, in
 whichever process. Stop crosses processes as the `cancel_requested_at` flag plus a NOTIFY; a
 periodic sweep catches a notification that was missed. A process killed mid-run leaves its job
-`doing` under a worker whose heartbeat stops: the sweep fails that run visibly.
+`doing` under a worker whose heartbeat stops: the sweep runs it again once (or fails it
+visibly, as in embedded mode); a run recorded but never deferred is submitted by the sweep too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import timedelta
 
 import procrastinate
 from sqlalchemy import func, select, text, update
@@ -34,6 +36,8 @@ TASK = "rudder.run_agent"
 CANCEL_CHANNEL = "rudder_run_cancel"
 FETCH_POLL_S = 1.0
 WORKER_STOP_S = 10.0
+# A queued run older than this without a job is taken to have lost its submission.
+UNSUBMITTED_AFTER_S = 20.0
 
 
 class ProcrastinateRunQueue(InProcessRunQueue):
@@ -90,8 +94,10 @@ class ProcrastinateRunQueue(InProcessRunQueue):
         )
 
     async def recover(self) -> None:
-        """Runs of processes that died: failed visibly (see `sweep_stalled`)."""
+        """Runs of processes that died: run again once or failed visibly (`sweep_stalled`),
+        and queued runs whose job was never deferred (`sweep_unsubmitted`)."""
         await self.sweep_stalled()
+        await self.sweep_unsubmitted(UNSUBMITTED_AFTER_S)
 
     async def close(self) -> None:
         # Runs executing here end now (as in embedded mode); then the worker has nothing to wait for.
@@ -151,6 +157,7 @@ class ProcrastinateRunQueue(InProcessRunQueue):
             try:
                 await self.sweep_cancels()
                 await self.sweep_stalled()
+                await self.sweep_unsubmitted(UNSUBMITTED_AFTER_S)
             except Exception as exc:
                 log.warning("run queue sweep failed: %s", exc)
 
@@ -175,7 +182,13 @@ class ProcrastinateRunQueue(InProcessRunQueue):
         for job in stalled:
             run_id = str(job.task_kwargs.get("run_id", ""))
             assert job.id is not None
-            again = await self._requeue_interrupted(run_id) if run_id else None
+            # A job taken by a worker that died before it marked its run `running` never
+            # started: the run is still `queued` and is simply submitted again.
+            again = await self._never_started(run_id) if run_id else None
+            how = "its worker died before it started"
+            if again is None and run_id:
+                again = await self._requeue_interrupted(run_id)
+                how = "its worker died mid-run"
             if again is None and run_id and await self._fail_interrupted(run_id):
                 log.warning("run %s: its worker died mid-run; marked failed", run_id)
             with contextlib.suppress(Exception):  # another process finished it first
@@ -183,8 +196,41 @@ class ProcrastinateRunQueue(InProcessRunQueue):
                     job.id, status=procrastinate.jobs.Status.FAILED, delete_job=False
                 )
             if again is not None:
-                log.warning("run %s: its worker died mid-run; queued again", run_id)
+                log.warning("run %s: %s; queued again", run_id, how)
                 await self.submit(run_id, again)
+
+    async def _never_started(self, run_id: str) -> str | None:
+        """The conversation of `run_id` when the run is still `queued`."""
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(Run.conversation_id).where(Run.id == run_id, Run.status == "queued")
+                )
+            ).first()
+        return row[0] if row is not None else None
+
+    async def sweep_unsubmitted(self, older_than_s: float) -> int:
+        """Queued runs without a job waiting or executing anywhere: their submission was lost
+        (the process died between recording the run and deferring its job). Each is submitted
+        again; a duplicate job is harmless, since a run starts only from `queued`."""
+        before = utcnow() - timedelta(seconds=older_than_s)
+        async with self._sessions() as session:
+            rows = list(
+                await session.execute(
+                    text(
+                        "SELECT r.id, r.conversation_id FROM runs r "
+                        "WHERE r.status = 'queued' AND r.created_at < :before "
+                        "AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j "
+                        "WHERE j.queue_name = :q AND j.status IN ('todo', 'doing') "
+                        "AND j.args->>'run_id' = r.id) ORDER BY r.created_at"
+                    ),
+                    {"before": before, "q": QUEUE},
+                )
+            )
+        for run_id, conversation_id in rows:
+            log.warning("run %s: queued but never submitted; submitted now", run_id)
+            await self.submit(run_id, conversation_id)
+        return len(rows)
 
     async def _requeue_interrupted(self, run_id: str) -> str | None:
         """As in embedded mode (executor.interrupted): a first interruption runs it again when
