@@ -252,6 +252,23 @@ class BotClient:
         )
         return str((body.get("data") or {}).get("reaction_id") or "")
 
+    async def own_reaction(self, message_id: str, emoji_type: str) -> str | None:
+        """The id of a reaction of this type this app already put on the message, if any (the
+        first page of 50 is enough: an app adds one of a kind)."""
+        body = await self.call(
+            "GET",
+            f"/open-apis/im/v1/messages/{message_id}/reactions",
+            params={"reaction_type": emoji_type, "page_size": 50},
+        )
+        for item in (body.get("data") or {}).get("items") or []:
+            operator = item.get("operator") or {}
+            if (
+                operator.get("operator_type") == "app"
+                and operator.get("operator_id") == self.app_id
+            ):
+                return str(item.get("reaction_id") or "") or None
+        return None
+
     async def delete_reaction(self, message_id: str, reaction_id: str) -> None:
         await self.call("DELETE", f"/open-apis/im/v1/messages/{message_id}/reactions/{reaction_id}")
 

@@ -102,8 +102,10 @@ class Outbound:
         if self._started and not self._closed and run_id not in self._replies:
             self._start_reply(run_id, target)
 
-    def _start_reply(self, run_id: str, target: ReplyTarget | None = None) -> RunReply:
-        reply = self._replies[run_id] = RunReply(self, run_id, target)
+    def _start_reply(
+        self, run_id: str, target: ReplyTarget | None = None, *, resumed: bool = False
+    ) -> RunReply:
+        reply = self._replies[run_id] = RunReply(self, run_id, target, resumed=resumed)
         self._spawn(self._run_reply(reply), f"feishu-reply:{run_id}")
         return reply
 
@@ -134,7 +136,7 @@ class Outbound:
             ending = await self.ending_of(ledger.run_id)
             if ledger.run_id in self._replies:
                 continue
-            reply = self._start_reply(ledger.run_id)
+            reply = self._start_reply(ledger.run_id, resumed=True)
             taken += 1
             if ending is not None:
                 reply.feed("end", ending.text, ending.status, ending.error)

@@ -39,6 +39,8 @@ BOT_SCOPES = [
     "im:message.p2p_msg:readonly",
     "im:message.group_at_msg:readonly",
     "im:message.reactions:write_only",
+    # Listing them: a typing indicator resumed after a crash reuses the one already there.
+    "im:message.reactions:read",
     "cardkit:card:write",
     "application:app_slash_command:write",
     "application:app_slash_command:read",

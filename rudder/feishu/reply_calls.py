@@ -25,6 +25,7 @@ MESSAGE = "message"
 COSMETIC = frozenset({TYPING, TYPING_OFF})  # a failure here never marks a reply as failed
 
 TYPING_EMOJI = "Typing"
+ADOPT = "adopt"  # in a pending typing row's payload: a reaction may already be there
 STREAMING_CLOSED = 300309
 REACTION_GONE = 230001  # invalid reaction_id: the reaction no longer exists
 SEQUENCE_MAX = 2**31 - 1
@@ -59,6 +60,17 @@ class Sequencers:
 async def perform(bot: BotClient, seqs: Sequencers, item: Item, checkpoint: Checkpoint) -> None:
     p = item.payload
     if item.kind == TYPING:
+        # Adding a reaction is not idempotent: after an attempt that may have reached Feishu
+        # (a retry, or a reply resumed after a crash) the reaction already there is reused, or
+        # the user's message would keep a second "Typing" nobody removes.
+        if p.pop(ADOPT, False) or item.attempts:
+            try:
+                found = await bot.own_reaction(item.target, TYPING_EMOJI)
+            except FeishuError:
+                found = None  # no permission to list: add, as before
+            if found:
+                p["reaction_id"] = found
+                return
         p["reaction_id"] = await bot.add_reaction(item.target, TYPING_EMOJI)
     elif item.kind == TYPING_OFF:
         if p.get("reaction_id"):

@@ -134,10 +134,18 @@ def card_text(ending: Ending, run_id: str = "") -> str:
 
 
 class RunReply:
-    def __init__(self, ob: Outbound, run_id: str, target: ReplyTarget | None = None) -> None:
+    def __init__(
+        self,
+        ob: Outbound,
+        run_id: str,
+        target: ReplyTarget | None = None,
+        *,
+        resumed: bool = False,
+    ) -> None:
         self.ob = ob
         self.run_id = run_id
         self.target = target
+        self.resumed = resumed  # taken up after a crash: its first rows may have been sent
         self.started = False  # the executor announced the run (start, text or end)
         self.text = ""
         self.ending: Ending | None = None
@@ -262,6 +270,9 @@ class RunReply:
         # Cosmetic next to the card: it waits until the card is out, so the run's start and the
         # card do not queue behind its calls and writes.
         await self._card_out.wait()
+        prepared = self._prepared.get(idempotency_uuid(self.run_id, "typing"))
+        if self.resumed and prepared is not None and prepared.status == "pending":
+            prepared.payload[calls.ADOPT] = True  # the process that died may have added it
         item = await self._send(target, calls.TYPING, target.reply_to, {}, "typing")
         return item if item.status == "sent" else None
 

@@ -319,7 +319,7 @@ async def get_message(request: Request) -> Response:
 def _reaction_data(app: App, reaction: Reaction) -> dict[str, Any]:
     return {
         "reaction_id": reaction.reaction_id,
-        "operator": {"operator_id": app.app_id, "operator_type": reaction.operator_type},
+        "operator": {"operator_id": reaction.operator_id, "operator_type": reaction.operator_type},
         "action_time": now_ms(reaction.action_time),
         "reaction_type": {"emoji_type": reaction.emoji_type},
     }
@@ -368,6 +368,40 @@ async def delete_reaction(request: Request) -> Response:
     return ok(_reaction_data(app, reaction))
 
 
+REACTION_READ_SCOPES = ("im:message.reactions:read", "im:message:readonly", "im:message")
+REACTION_PAGE_MAX = 50
+
+
+async def list_reactions(request: Request) -> Response:
+    """`im.v1.message_reaction.list`: a message's reactions, newest last, optionally of one
+    emoji type; pages of `page_size` (default 20, at most 50) with an opaque `page_token`."""
+    sandbox = sandbox_of(request)
+    app = authorize(sandbox, request, "im.message.reaction.list")
+    if isinstance(app, Response):
+        return app
+    if not app.has_scope(*REACTION_READ_SCOPES):
+        return access_denied(REACTION_READ_SCOPES)
+    message = _visible_message(sandbox, app, request.path_params["message_id"])
+    if isinstance(message, Response):
+        return message
+    query = request.query_params
+    try:
+        size = int(query.get("page_size") or 20)
+        start = int(query.get("page_token") or 0)
+    except ValueError:
+        return fail(INVALID_PARAM, "page_size and page_token must be what this API returned")
+    if not 1 <= size <= REACTION_PAGE_MAX or start < 0:
+        return fail(INVALID_PARAM, f"page_size must be between 1 and {REACTION_PAGE_MAX}")
+    emoji = query.get("reaction_type")
+    found = [r for r in message.reactions if not emoji or r.emoji_type == emoji]
+    page = found[start : start + size]
+    more = start + size < len(found)
+    data: dict[str, Any] = {"items": [_reaction_data(app, r) for r in page], "has_more": more}
+    if more:
+        data["page_token"] = str(start + size)
+    return ok(data)
+
+
 CHAT_READ_SCOPES = ("im:chat:readonly", "im:chat")
 
 
@@ -408,5 +442,6 @@ routes = [
     Route(_M + "/{message_id}", patch_card, methods=["PATCH"]),
     Route(_M + "/{message_id}", get_message, methods=["GET"]),
     Route(_M + "/{message_id}/reactions", add_reaction, methods=["POST"]),
+    Route(_M + "/{message_id}/reactions", list_reactions, methods=["GET"]),
     Route(_M + "/{message_id}/reactions/{reaction_id}", delete_reaction, methods=["DELETE"]),
 ]

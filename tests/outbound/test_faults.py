@@ -96,6 +96,38 @@ async def test_restart_mid_reply_resumes_without_duplicates(bot: Bot) -> None:
     assert reply["text"] == "resumed " * 5 + DONE and reply["streaming"] is False
 
 
+async def test_a_typing_indicator_added_just_before_a_crash_is_removed_after_the_resume(
+    bot: Bot,
+) -> None:
+    """The process died after Feishu added "Typing" to the user's message but before the row
+    said so: the resumed reply reuses that reaction instead of adding a second one, and the
+    message ends with none."""
+    run_id, user_message = await bot.ask(text="typing once")
+    await bot.wait_done(run_id)
+    async with bot.rig.services.sessions() as session, session.begin():
+        rows = {
+            r.kind: r
+            for r in await session.scalars(select(OutboxItem).where(OutboxItem.run_id == run_id))
+        }
+        typing, ledger = rows[calls.TYPING], rows[calls.RUN]
+        typing.status, typing.payload, ledger.status = "pending", {}, "pending"
+        await session.delete(rows[calls.TYPING_OFF])  # the reply never got that far
+        integration_id = typing.integration_id
+    client = await bot.ob.bot(integration_id)
+    await client.add_reaction(user_message, calls.TYPING_EMOJI)  # the attempt that was lost
+    await bot.ob.close()
+    fresh = type(bot.ob)(bot.rig.services)
+    fresh.policy.base_s = 0.02
+    fresh.start()
+    await fresh.wait_idle(10)
+    await fresh.close()
+    items = (await bot.rig.control("GET", f"/chats/{bot.chat_id}/messages"))["items"]
+    mine = next(m for m in items if m["message_id"] == user_message)
+    assert [r["emoji_type"] for r in mine["reactions"]] == []
+    [reply] = await bot.bot_messages()
+    assert reply["text"] == "typing once" + DONE
+
+
 async def test_forty_kilobytes_arrive_complete_across_cards(bot: Bot) -> None:
     paragraph = "Lorem ipsum dolor sit amet, 长文本 consectetur adipiscing elit.\n\n"
     text = paragraph * (40 * 1024 // len(paragraph.encode()) + 1)

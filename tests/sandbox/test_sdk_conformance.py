@@ -279,3 +279,100 @@ async def test_sdk_client_sends_a_message(sandbox: SandboxHarness) -> None:
     assert [(m["message_id"], m["text"], m["sender"]["sender_type"]) for m in messages] == [
         (message_id, "hi from the SDK", "app")
     ]
+
+
+async def test_sdk_client_adds_lists_and_deletes_a_reaction(sandbox: SandboxHarness) -> None:
+    """The typing indicator's three calls, through lark-oapi's own request and response models:
+    the list filters by emoji type, names the app as operator, and pages."""
+    app = await sandbox.create_app()
+    user = await sandbox.create_user()
+    chat = await sandbox.p2p(user, app["app_id"])
+
+    def calls() -> dict[str, object]:
+        import lark_oapi as lark
+        from lark_oapi.api.im.v1 import (
+            CreateMessageReactionRequest,
+            CreateMessageReactionRequestBody,
+            CreateMessageRequest,
+            CreateMessageRequestBody,
+            DeleteMessageReactionRequest,
+            Emoji,
+            ListMessageReactionRequest,
+        )
+
+        client = (
+            lark.Client.builder()
+            .app_id(app["app_id"])
+            .app_secret(app["app_secret"])
+            .domain(sandbox.url)
+            .build()
+        )
+        sent = client.im.v1.message.create(
+            CreateMessageRequest.builder()
+            .receive_id_type("chat_id")
+            .request_body(
+                CreateMessageRequestBody.builder()
+                .receive_id(chat)
+                .msg_type("text")
+                .content(json.dumps({"text": "react to me"}))
+                .build()
+            )
+            .build()
+        )
+        message_id = sent.data.message_id
+        ids = []
+        for emoji in ("Typing", "THUMBSUP", "Typing"):
+            made = client.im.v1.message_reaction.create(
+                CreateMessageReactionRequest.builder()
+                .message_id(message_id)
+                .request_body(
+                    CreateMessageReactionRequestBody.builder()
+                    .reaction_type(Emoji.builder().emoji_type(emoji).build())
+                    .build()
+                )
+                .build()
+            )
+            assert made.success(), made.msg
+            ids.append(made.data.reaction_id)
+        first = client.im.v1.message_reaction.list(
+            ListMessageReactionRequest.builder()
+            .message_id(message_id)
+            .reaction_type("Typing")
+            .page_size(1)
+            .build()
+        )
+        rest = client.im.v1.message_reaction.list(
+            ListMessageReactionRequest.builder()
+            .message_id(message_id)
+            .reaction_type("Typing")
+            .page_size(1)
+            .page_token(first.data.page_token)
+            .build()
+        )
+        gone = client.im.v1.message_reaction.delete(
+            DeleteMessageReactionRequest.builder()
+            .message_id(message_id)
+            .reaction_id(ids[0])
+            .build()
+        )
+        after = client.im.v1.message_reaction.list(
+            ListMessageReactionRequest.builder().message_id(message_id).build()
+        )
+        return {
+            "ids": ids,
+            "first": [(i.reaction_id, i.operator.operator_type, i.operator.operator_id,
+                       i.reaction_type.emoji_type) for i in first.data.items],
+            "first_more": first.data.has_more,
+            "rest": [i.reaction_id for i in rest.data.items],
+            "rest_more": rest.data.has_more,
+            "deleted": gone.success(),
+            "after": [i.reaction_type.emoji_type for i in after.data.items],
+        }  # fmt: skip
+
+    got = await asyncio.to_thread(calls)
+    ids = got["ids"]
+    assert isinstance(ids, list)
+    assert got["first"] == [(ids[0], "app", app["app_id"], "Typing")]
+    assert got["first_more"] is True
+    assert got["rest"] == [ids[2]] and got["rest_more"] is False
+    assert got["deleted"] is True and got["after"] == ["THUMBSUP", "Typing"]
