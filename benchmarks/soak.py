@@ -2,6 +2,7 @@
 
     python benchmarks/soak.py [--messages 600] [--rate 15] [--kills 2] [--bots 4] [--users 60]
                               [--api-clients 8] [--db sqlite|postgres] [--settle 120]
+                              [--instances 1] [--workers 0]   (both PostgreSQL only)
 
 The sandbox (``_sandbox_load.py``) and Rudder (``python -m rudder start``) run as separate
 processes on loopback. Every bot is a `process` agent (``_soak_agent.py``) that answers at once
@@ -11,6 +12,10 @@ where messages @-mention it. Messages go out at ``--rate`` per second, round rob
 chats; ``--kills`` times during that window Rudder gets SIGKILL and is started again 2 s later
 on the same home and port. Meanwhile ``--api-clients`` clients post to local conversations
 through the API. Then the soak waits until every message has its answer or ``--settle`` s pass.
+On PostgreSQL, ``--instances N --workers M`` runs the scale-out deployment instead: N
+`rudder start` instances sharing the bots (one secrets key, a home each) and M `rudder worker`s;
+each kill hits the instance holding the most bots' leases, the survivors take its bots over,
+and the API clients are spread over the instances.
 
 Every message is judged from what a Feishu user sees (``GET /_sandbox/api/chats/{id}/messages``):
 - ``answered_once_real``: exactly one bot message replies to it, and it shows the real answer
@@ -79,9 +84,14 @@ class Figures:
 
 
 class Rudder:
-    """`python -m rudder start` on a fixed port, restartable on the same home."""
+    """`python -m rudder start` on a fixed port (or `rudder worker`), restartable on the same
+    home."""
 
-    def __init__(self, home: str, sandbox_url: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, home: str, sandbox_url: str, env: dict[str, str], *, worker: bool = False
+    ) -> None:
+        os.makedirs(home, exist_ok=True)
+        self.worker = worker
         self.home, self.port = home, free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, RUDDER_HOME=home, RUDDER_FEISHU_BASE_URL=sandbox_url, **env)
@@ -106,12 +116,15 @@ class Rudder:
 
     async def start(self) -> float:
         started = time.monotonic()
+        command = ["worker"] if self.worker else ["start", "--port", str(self.port)]
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "rudder", "start", "--port", str(self.port),
+                sys.executable, "-m", "rudder", *command,
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         self.starts += 1
+        if self.worker:
+            return 0.0  # a worker serves no HTTP; it joins the run queue by itself
         async with httpx.AsyncClient(timeout=2) as client:
             while time.monotonic() - started < 90:
                 try:
@@ -139,6 +152,24 @@ class Rudder:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+async def busiest(instances: list[Rudder], database_url: str | None) -> Rudder:
+    """The instance holding the most bots' leases (PostgreSQL), else the only one."""
+    if len(instances) == 1 or not database_url:
+        return instances[0]
+    import psycopg
+
+    def held() -> dict[int, int]:
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
+            rows = conn.execute(
+                "SELECT i.pid, count(*) FROM bot_leases l JOIN instances i "
+                "ON i.id = l.owner_instance_id WHERE l.expires_at > now() GROUP BY i.pid"
+            ).fetchall()
+        return {int(pid): int(n) for pid, n in rows}
+
+    counts = await asyncio.to_thread(held)
+    return max(instances, key=lambda r: counts.get(r.proc.pid if r.proc else -1, 0))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -375,15 +406,29 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         if not pg_admin:
             raise SystemExit("--db postgres needs RUDDER_TEST_POSTGRES_URL")
         pg_name, env["DATABASE_URL"] = create_pg_database(pg_admin)
+    if args.instances > 1 or args.workers:
+        if args.db != "postgres":
+            raise SystemExit("--instances above 1 and --workers need --db postgres")
+        env["RUDDER_SECRETS_KEY"] = secrets.token_hex(32)  # one key for every process
     sandbox_proc, sandbox_url = start_sandbox()
-    rudder = Rudder(home, sandbox_url, env)
+    fleet = [
+        Rudder(home if i == 0 else os.path.join(home, f"instance-{i}"), sandbox_url, env)
+        for i in range(args.instances)
+    ]
+    fleet += [
+        Rudder(os.path.join(home, f"worker-{i}"), sandbox_url, env, worker=True)
+        for i in range(args.workers)
+    ]
+    instances = [r for r in fleet if not r.worker]
+    rudder = instances[0]
     figures = Figures()
     sent: dict[str, Sent] = {}
     kill_windows: list[tuple[float, float]] = []
     restarts: list[float] = []
     reconnected: list[float] = []  # kill → every bot connected again
     try:
-        await rudder.start()
+        for member in fleet:
+            await member.start()
         async with (
             httpx.AsyncClient(base_url=sandbox_url + "/_sandbox/api", timeout=30) as sb,
             httpx.AsyncClient(base_url=rudder.base, timeout=30) as api,
@@ -429,10 +474,11 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 for k in range(args.kills):
                     at = t0 + window * (k + 1) / (args.kills + 1)
                     await asyncio.sleep(max(0.0, at - time.monotonic()))
+                    victim = await busiest(instances, env.get("DATABASE_URL"))
                     killed = time.monotonic()
-                    await rudder.kill9()
+                    await victim.kill9()
                     await asyncio.sleep(2)
-                    restarts.append(await rudder.start())
+                    restarts.append(await victim.start())
                     kill_windows.append((killed, time.monotonic() + 2))
                     await wait_connected(sb, app_ids, timeout=120)
                     reconnected.append(time.monotonic() - killed)
@@ -447,9 +493,11 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
 
             done_polling = asyncio.Event()
             polling = asyncio.create_task(poller(done_polling))
-            clients = [
-                asyncio.create_task(api_client(rudder.base, c, t0 + window, figures))
-                for c in conversations
+            clients = [  # spread over the instances: each answers any conversation
+                asyncio.create_task(
+                    api_client(instances[i % len(instances)].base, c, t0 + window, figures)
+                )
+                for i, c in enumerate(conversations)
             ]
             await asyncio.gather(sender(), killer(), *clients)
             send_s = time.monotonic() - t0
@@ -486,7 +534,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 if judge(s, by_parent.get(mid, [])) == "lost"
                 and any(e in unacked for e in s.event_ids)
             )
-            rudder_cpu = rudder.cpu_s + rudder.cpu_now()
+            rudder_cpu = sum(r.cpu_s + r.cpu_now() for r in fleet)
         verdicts = collections.Counter(judge(s, by_parent.get(mid, [])) for mid, s in sent.items())
         samples: dict[str, list[str]] = collections.defaultdict(list)
         for mid, s in sent.items():
@@ -507,16 +555,18 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             else 0.0
         )
     finally:
-        await rudder.stop()
+        await asyncio.gather(*(r.stop() for r in fleet))
         stop(sandbox_proc)
-        if pg_admin and pg_name:
+        if pg_admin and pg_name and not args.keep:
             drop_pg_database(pg_admin, pg_name)
-    log_text = rudder.log.read_text(errors="replace") if rudder.log.exists() else ""
+    log_text = "".join(r.log.read_text(errors="replace") for r in fleet if r.log.exists())
     result = {
         "db": args.db,
         "messages": args.messages,
         "rate": args.rate,
         "kills": args.kills,
+        "instances": args.instances,
+        "workers": args.workers,
         "bots": args.bots,
         "users": args.users,
         "chats": len(targets),
@@ -557,6 +607,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.keep:
         result["home"] = home
+        if pg_name:
+            result["database"] = pg_name
     else:
         shutil.rmtree(home, ignore_errors=True)
     return result
@@ -572,6 +624,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--api-clients", type=int, default=8)
     p.add_argument("--groups", type=int, default=1, help="1: a group per bot with @-mentions")
     p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument("--instances", type=int, default=1, help="PostgreSQL: `rudder start`s")
+    p.add_argument("--workers", type=int, default=0, help="PostgreSQL: `rudder worker`s")
     p.add_argument("--settle", type=float, default=120.0)
     p.add_argument("--linger", type=float, default=3.0)
     p.add_argument("--poll", type=float, default=0.5)

@@ -232,7 +232,36 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         _install_sqlite_transactions(engine.sync_engine)
         return engine
-    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    size, overflow = pg_pool_limits()
+    return create_async_engine(
+        url, echo=echo, pool_pre_ping=True, pool_size=size, max_overflow=overflow
+    )
+
+
+# Per process, on PostgreSQL: at most POOL_SIZE + MAX_OVERFLOW connections of this pool, plus
+# the run queue's (4) and the notification bus's (1). Every instance and worker counts against
+# the server's max_connections (100 by default): 2 instances and 2 workers stay near 80. A task
+# that finds the pool busy waits for a connection instead of the server refusing one.
+POOL_SIZE = 5
+MAX_OVERFLOW = 10
+
+
+def pg_pool_limits() -> tuple[int, int]:
+    """(pool size, overflow) from RUDDER_DB_POOL_SIZE / RUDDER_DB_MAX_OVERFLOW."""
+    found: list[int] = []
+    for name, default, least in (
+        ("RUDDER_DB_POOL_SIZE", POOL_SIZE, 1),
+        ("RUDDER_DB_MAX_OVERFLOW", MAX_OVERFLOW, 0),
+    ):
+        raw = os.environ.get(name, "").strip()
+        try:
+            value = int(raw) if raw else default
+        except ValueError:
+            raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+        if value < least:
+            raise ValueError(f"{name} must be at least {least}, got {value}")
+        found.append(value)
+    return found[0], found[1]
 
 
 def create_nullpool_engine(url: str) -> AsyncEngine:
