@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rudder.db.base import Base
@@ -45,7 +45,15 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_conversation_seq", "conversation_id", "seq"),
-        Index("ix_messages_conversation_external", "conversation_id", "external_message_id"),
+        # A Feishu message is posted once per conversation, whoever routes it (0014).
+        Index(
+            "uq_messages_conversation_external",
+            "conversation_id",
+            "external_message_id",
+            unique=True,
+            sqlite_where=text("external_message_id IS NOT NULL"),
+            postgresql_where=text("external_message_id IS NOT NULL"),
+        ),
         Index("ix_messages_external_message_id", "external_message_id"),
     )
 

@@ -11,6 +11,7 @@ import logging
 import time
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from rudder import chat, texts
 from rudder.db.models import (
@@ -194,19 +195,32 @@ async def route(
             return "processed", "message was already posted; not posted again"
         await session.commit()  # a new chat's conversation and binding
     fetched = await _fetch_media(services, integration, message)
-    async with services.sessions() as session:
-        conv = await session.get(Conversation, conv.id) or conv
-        _, run = await chat.post_user_message(
-            services,
-            session,
-            conv,
-            media_inbound.body_for(text, fetched),
-            author_user_id=user.id,
-            source="feishu",
-            external_sender_id=message.sender_open_id,
-            external_message_id=message.message_id,
-            attachments=media_inbound.rows_of(fetched),
-        )
+    conv_id = conv.id
+    try:
+        async with services.sessions() as session:
+            conv = await session.get(Conversation, conv_id) or conv
+            _, run = await chat.post_user_message(
+                services,
+                session,
+                conv,
+                media_inbound.body_for(text, fetched),
+                author_user_id=user.id,
+                source="feishu",
+                external_sender_id=message.sender_open_id,
+                external_message_id=message.message_id,
+                attachments=media_inbound.rows_of(fetched),
+            )
+    except IntegrityError:
+        # Another process routed the same event meanwhile (a takeover while its holder still
+        # ran): the database keeps one post per Feishu message and conversation (0014).
+        async with services.sessions() as session:
+            again = await session.get(Conversation, conv_id)
+            if (
+                again is None
+                or await chat.posted_message(session, again, message.message_id) is None
+            ):
+                raise
+        return "processed", "message was already posted by another process; not posted again"
     notice = media_inbound.notice_for(fetched)
     if notice is not None and not policy.quiet:
         await send_notice(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from rudder.db.models import Conversation, InboundEvent
@@ -146,3 +148,53 @@ async def test_recorded_but_unrouted_events_are_routed_on_restart(rig: FeishuRig
     async with rig.services.sessions() as session:
         reason = await session.scalar(select(InboundEvent.reason).where(InboundEvent.id == row.id))
     assert reason == "message was posted before a restart"
+
+
+async def test_two_processes_routing_one_event_at_once_post_it_once(
+    rig: FeishuRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A takeover while the old holder still runs: both route the same recorded event, and both
+    pass the "already posted?" check before either has posted. The database keeps one post (and
+    one run); the second router says so instead of failing the event."""
+    from rudder import chat as chat_domain
+    from rudder.db.models import Message, Run
+    from rudder.feishu import routing
+
+    chat = await bound_chat(rig, await connect_bot(rig))
+    await say(rig, chat, "routed twice")
+    await all_acked(rig, chat.bot.app["app_id"], 1)
+    await settled(rig)
+    async with rig.services.sessions() as session:
+        row = await session.scalar(select(InboundEvent).where(InboundEvent.chat_id == chat.chat_id))
+        assert row is not None
+    real = chat_domain.posted_message
+    checks = 0
+
+    async def not_yet(*args: Any) -> Any:
+        nonlocal checks
+        checks += 1
+        if checks == 1:
+            return None  # the check before posting sees nothing, as both routers did in the race
+        return await real(*args)
+
+    monkeypatch.setattr(chat_domain, "posted_message", not_yet)
+    try:
+        # Only its final check (after the refused insert) sees the post.
+        outcome = await asyncio.wait_for(routing.route(rig.services, row.id), 30)
+    finally:
+        monkeypatch.setattr(chat_domain, "posted_message", real)
+    assert checks == 2
+    assert outcome == (
+        "processed",
+        "message was already posted by another process; not posted again",
+    )
+    await settled(rig)
+    await assert_exactly_once(rig, chat, ["routed twice"])
+    async with rig.services.sessions() as session:
+        posts = list(
+            await session.scalars(
+                select(Message.id).where(Message.external_message_id == row.message_id)
+            )
+        )
+        runs = list(await session.scalars(select(Run.id).where(Run.trigger_message_id.in_(posts))))
+    assert len(posts) == 1 and len(runs) == 1
