@@ -19,7 +19,8 @@ _SLOW = re.compile(r"slow: (\w+)")
 
 def answer(context: dict[str, object]) -> tuple[str, bool]:
     prompt = str(context.get("prompt") or "")
-    me = str((context.get("agent") or {}).get("name", ""))  # type: ignore[union-attr]
+    agent = context.get("agent")
+    me = str(agent.get("name", "")) if isinstance(agent, dict) else ""
     routes = _ROUTE.findall(prompt)
     slow = me in _SLOW.findall(prompt)
     if not routes:
