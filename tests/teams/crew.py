@@ -42,41 +42,49 @@ async def crew(rig: FeishuRig, names: tuple[str, ...] = ("Alpha", "Beta", "Gamma
     ).json()
     c = Crew(rig, org["id"], ada, member["user_id"], {}, {}, {})
     for name in names:
-        agent = (
-            await rig.client.post(
-                f"/api/orgs/{org['id']}/agents",
-                json={
-                    "name": name,
-                    "runtime_type": "process",
-                    "runtime_config": {"command": sys.executable, "args": [RELAY]},
-                },
-            )
-        ).json()
-        app = await rig.control("POST", "/apps", json={"name": name, "brand": "feishu"})
-        r = await rig.client.post(
-            f"/api/agents/{agent['id']}/integrations/feishu/manual",
-            json={"region": "feishu", "app_id": app["app_id"], "app_secret": app["app_secret"]},
-        )
-        assert r.status_code == 200, r.text
-        c.agents[name], c.apps[name], c.integrations[name] = agent, app, r.json()["id"]
+        await recruit(c, name)
+    return c
 
-        async def live(agent_id: str = agent["id"]) -> bool:
-            state = (await rig.client.get(f"/api/agents/{agent_id}/integrations/feishu")).json()[
-                "connection"
-            ]
-            return bool(state and state["status"] == "connected")
 
-        await wait_for(live, timeout=10)
-        bound = await rig.client.post(
-            f"/api/orgs/{org['id']}/feishu-user-bindings",
+async def recruit(c: Crew, name: str, org_id: str | None = None) -> None:
+    """One more agent with its own connected bot; Ada is linked to it in the crew's org."""
+    rig = c.rig
+    agent = (
+        await rig.client.post(
+            f"/api/orgs/{org_id or c.org_id}/agents",
             json={
-                "integration_id": c.integrations[name],
-                "open_id": await open_id_of(rig, ada, app),
-                "user_id": c.ada_member,
+                "name": name,
+                "runtime_type": "process",
+                "runtime_config": {"command": sys.executable, "args": [RELAY]},
             },
         )
-        assert bound.status_code == 200, bound.text
-    return c
+    ).json()
+    app = await rig.control("POST", "/apps", json={"name": name, "brand": "feishu"})
+    r = await rig.client.post(
+        f"/api/agents/{agent['id']}/integrations/feishu/manual",
+        json={"region": "feishu", "app_id": app["app_id"], "app_secret": app["app_secret"]},
+    )
+    assert r.status_code == 200, r.text
+    c.agents[name], c.apps[name], c.integrations[name] = agent, app, r.json()["id"]
+
+    async def live() -> bool:
+        state = (await rig.client.get(f"/api/agents/{agent['id']}/integrations/feishu")).json()[
+            "connection"
+        ]
+        return bool(state and state["status"] == "connected")
+
+    await wait_for(live, timeout=10)
+    if org_id is not None:
+        return
+    bound = await rig.client.post(
+        f"/api/orgs/{c.org_id}/feishu-user-bindings",
+        json={
+            "integration_id": c.integrations[name],
+            "open_id": await open_id_of(rig, c.ada, app),
+            "user_id": c.ada_member,
+        },
+    )
+    assert bound.status_code == 200, bound.text
 
 
 async def runs_of(c: Crew, name: str) -> list[dict[str, Any]]:
@@ -85,6 +93,17 @@ async def runs_of(c: Crew, name: str) -> list[dict[str, Any]]:
         await c.rig.client.get(f"/api/agents/{c.agents[name]['id']}/runs")
     ).json()
     return list(reversed(rows))
+
+
+async def finished(c: Crew, name: str, status: str = "succeeded") -> dict[str, Any]:
+    """The agent's newest run, once it has `status`."""
+
+    async def done() -> dict[str, Any] | None:
+        runs = await runs_of(c, name)
+        return runs[-1] if runs and runs[-1]["status"] == status else None
+
+    found: dict[str, Any] = await wait_for(done, timeout=60)
+    return found
 
 
 async def said(c: Crew, chat_id: str, name: str) -> list[dict[str, Any]]:

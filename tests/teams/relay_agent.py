@@ -2,7 +2,7 @@
 
 A message (or a hand-off's context) carries `route: Alpha>Beta>Gamma at: N`; the agent answers
 for step N by mentioning the next agent of the route (`@Beta your turn`) with the route at N+1,
-or says it is done at the route's end. `slow: Name` makes that agent's answer long and slow, so
+or says it is done at the route's end. `echo: …` is answered word for word. `slow: Name` makes that agent's answer long and slow, so
 a stop can land while it runs. Deterministic and offline, like the bundled example agent.
 """
 
@@ -21,6 +21,8 @@ def answer(context: dict[str, object]) -> tuple[str, bool]:
     prompt = str(context.get("prompt") or "")
     agent = context.get("agent")
     me = str(agent.get("name", "")) if isinstance(agent, dict) else ""
+    if prompt.startswith("echo: "):  # the reply is given word for word (hostile replies)
+        return prompt[len("echo: ") :], False
     routes = _ROUTE.findall(prompt)
     slow = me in _SLOW.findall(prompt)
     if not routes:

@@ -13,27 +13,18 @@ from tests.conftest import FeishuRig
 from tests.helpers import wait_for
 from tests.routing.buttons import button, press
 from tests.routing.dialogue import group, say
-from tests.teams.crew import Crew, crew, runs_of, said, settled
+from tests.teams.crew import Crew, crew, finished, runs_of, said, settled
 
 
 def _texts(messages: list[dict[str, Any]]) -> list[str]:
     return [str(m["text"]) for m in messages]
 
 
-async def _last_run(c: Crew, name: str, status: str = "succeeded") -> dict[str, Any]:
-    async def done() -> dict[str, Any] | None:
-        runs = await runs_of(c, name)
-        return runs[-1] if runs and runs[-1]["status"] == status else None
-
-    found: dict[str, Any] = await wait_for(done, timeout=60)
-    return found
-
-
 async def test_a_reply_hands_over_twice_with_real_mentions_and_run_links(rig: FeishuRig) -> None:
     c = await crew(rig)
     chat = await group(rig, "Team room", [c.ada], list(c.apps.values()))
     await say(rig, chat, c.ada, "route: Alpha>Beta>Gamma", **c.at("Alpha"))
-    gamma = await _last_run(c, "Gamma")
+    gamma = await finished(c, "Gamma")
     await settled(c)
     alpha, beta = (await runs_of(c, "Alpha"))[0], (await runs_of(c, "Beta"))[0]
     # The run links, in the API: each hop names the run that handed to it and the chain's start.
@@ -125,7 +116,7 @@ async def test_an_agent_never_hands_to_itself(rig: FeishuRig) -> None:
     c = await crew(rig, ("Alpha", "Beta"))
     chat = await group(rig, "Echo", [c.ada], list(c.apps.values()))
     await say(rig, chat, c.ada, "route: Alpha>Alpha>Alpha", **c.at("Alpha"))
-    await _last_run(c, "Alpha")
+    await finished(c, "Alpha")
     await settled(c)
     assert len(await runs_of(c, "Alpha")) == 1
     assert await runs_of(c, "Beta") == []
@@ -141,7 +132,7 @@ async def test_a_bot_not_in_the_chat_or_not_answering_there_is_not_handed_to(
     # Delta's bot is connected to the same organization but not in this group.
     chat = await group(rig, "Two bots", [c.ada], [c.apps["Alpha"], c.apps["Beta"]])
     await say(rig, chat, c.ada, "route: Alpha>Delta", **c.at("Alpha"))
-    await _last_run(c, "Alpha")
+    await finished(c, "Alpha")
     await settled(c)
     assert await runs_of(c, "Delta") == []
     [reply] = await said(c, chat, "Alpha")
@@ -185,7 +176,7 @@ async def test_stop_in_the_chat_ends_the_chain_in_the_middle(rig: FeishuRig) -> 
     beta = await _running(c, "Beta")
     # Addressed to Alpha, whose own reply is done: the chain going on in the chat stops.
     await say(rig, chat, c.ada, "/stop", **c.at("Alpha"))
-    await _last_run(c, "Beta", "cancelled")
+    await finished(c, "Beta", "cancelled")
     await settled(c)
     assert await runs_of(c, "Gamma") == []
     assert texts.FEISHU_STOPPED in _texts(await said(c, chat, "Alpha"))
@@ -207,7 +198,7 @@ async def test_the_cards_stop_button_ends_the_chain(served: FeishuRig) -> None:
     value = button(beta_card, "Stop")
     assert value is not None
     await press(rig, beta_card["message_id"], c.ada, value)
-    await _last_run(c, "Beta", "cancelled")
+    await finished(c, "Beta", "cancelled")
     await settled(c)
     assert await runs_of(c, "Gamma") == []
     assert await _chain_stopped(rig, beta["handoff_root_id"])
