@@ -9,11 +9,19 @@ from typing import Any
 from rudder import texts
 from rudder.config import Settings
 from rudder.db.models import Run
+from rudder.feishu import handoff
+from rudder.feishu.outbound import outbound_of
+from rudder.feishu.reply_stream import Ending, load_target
 from tests.conftest import FeishuRig
 from tests.helpers import wait_for
 from tests.routing.buttons import button, press
 from tests.routing.dialogue import group, say
 from tests.teams.crew import Crew, crew, finished, runs_of, said, settled
+
+
+def a_reply_body(handed: list[dict[str, Any]]) -> str:
+    """Alpha's reply as Alpha wrote it: the text after the hand-off's header line."""
+    return str(handed[0]["body"]).split("\n\n", 1)[1]
 
 
 def _texts(messages: list[dict[str, Any]]) -> list[str]:
@@ -65,6 +73,17 @@ async def test_a_reply_hands_over_twice_with_real_mentions_and_run_links(rig: Fe
     run_page = await rig.client.get(f"/agents/{c.agents['Beta']['id']}/runs/{beta['id']}")
     assert f"/agents/{c.agents['Alpha']['id']}/runs/{alpha['id']}" in run_page.text
     assert f"/agents/{c.agents['Gamma']['id']}/runs/{gamma['id']}" in run_page.text
+    # A reply driven again (a restart before its ledger was marked) hands over only once.
+    ob = outbound_of(rig.services)
+    target = await load_target(ob, alpha["id"])
+    assert target is not None
+    again = await handoff.plan(
+        rig.services, alpha["id"], Ending("succeeded", a_reply_body(msgs), None)
+    )
+    assert again is not None and again.to is not None and again.to.agent_name == "Beta"
+    assert await handoff.hand_over(ob, alpha["id"], again, target, a_msg["message_id"]) is None
+    await settled(c)
+    assert len(await runs_of(c, "Beta")) == 1
 
 
 async def test_a_loop_ends_at_the_hop_limit_with_a_note(rig: FeishuRig) -> None:
