@@ -221,3 +221,34 @@ async def test_the_cards_stop_button_ends_the_chain(served: FeishuRig) -> None:
     await settled(c)
     assert await runs_of(c, "Gamma") == []
     assert await _chain_stopped(rig, beta["handoff_root_id"])
+
+
+async def test_a_hand_off_in_a_topic_stays_in_the_topic(rig: FeishuRig) -> None:
+    c = await crew(rig, ("Alpha", "Beta"))
+    chat = (
+        await rig.control(
+            "POST",
+            "/chats",
+            json={
+                "type": "group",
+                "chat_mode": "topic",
+                "name": "Topics",
+                "user_ids": [c.ada],
+                "app_ids": [a["app_id"] for a in c.apps.values()],
+            },
+        )
+    )["chat_id"]
+    posted = await rig.control(
+        "POST",
+        f"/chats/{chat}/messages",
+        json={"user_id": c.ada, "text": "route: Alpha>Beta", **c.at("Alpha")},
+    )
+    topic = posted["thread_id"]
+    assert topic
+    beta = await finished(c, "Beta")
+    await settled(c)
+    convs = (await rig.client.get(f"/api/orgs/{c.org_id}/conversations")).json()
+    theirs = next(x for x in convs if x["id"] == beta["conversation_id"])
+    assert theirs["external_thread_id"] == topic
+    [reply] = await said(c, chat, "Beta")
+    assert reply["thread_id"] == topic and "Beta is done" in reply["text"]
