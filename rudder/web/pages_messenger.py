@@ -131,6 +131,10 @@ async def _messenger_page(
         context["agent"] = await session.get(Agent, conv.agent_id)
         # Hand-offs: who handed a message over, and whom a reply handed the turn to.
         context["handoffs"] = await handoff_links.for_messages(session, messages)
+        rows = await session.execute(
+            select(Agent.id, Agent.name).where(Agent.org_id == conv.org_id)
+        )
+        context["agent_names"] = {agent_id: name for agent_id, name in rows.all()}
         context["active"] = bool(await runs_domain.active_runs(session, conv.id))
         if conv.forked_from_conversation_id:
             context["origin"] = await session.get(Conversation, conv.forked_from_conversation_id)
