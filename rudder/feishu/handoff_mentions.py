@@ -57,16 +57,18 @@ def find(text: str, bots: list[Bot]) -> list[Span]:
             spans.append(Span(match.start(), match.end(), bot))
         taken.append((match.start(), match.end()))
     names = sorted(((n, b) for b in bots for n in b.names()), key=lambda nb: -len(nb[0]))
-    folded = text.casefold()
-    at = folded.find("@")
+    at = text.find("@")
     while at != -1:
         if not any(s <= at < e for s, e in taken):
             for name, bot in names:
                 end = at + 1 + len(name)
-                if folded[at + 1 : end] == name.casefold() and _AFTER_NAME.match(text, end):
+                # Compared slice by slice: case folding may change a string's length.
+                if text[at + 1 : end].casefold() == name.casefold() and _AFTER_NAME.match(
+                    text, end
+                ):
                     spans.append(Span(at, end, bot))
                     break
-        at = folded.find("@", at + 1)
+        at = text.find("@", at + 1)
     return sorted(spans, key=lambda s: s.start)
 
 

@@ -15,6 +15,10 @@ def test_names_match_in_any_case_at_a_word_end() -> None:
     assert mentioned("mail beta@example.com", BOTS) == []
     # The longest name wins where two start alike: the bot's name, not the agent's.
     assert mentioned("ask @Beta Bot now", BOTS) == [BETA]
+    # Case folding that changes a length does not shift what follows.
+    assert mentioned(
+        "@STRASSE ß and @GAMMA", [*BOTS, Bot("i-s", "a-s", "Straße", None, "ou_s")]
+    ) == [GAMMA]
 
 
 def test_feishu_tags_name_a_bot_by_its_open_id() -> None:
