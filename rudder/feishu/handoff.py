@@ -214,6 +214,14 @@ async def hand_over(
             in_thread=theirs.external_thread_id is not None,
         )
         run_id_new, held = run.id, run.status == budgets.HELD
+    async with services.sessions() as session:
+        # SQLite takes its write lock at the first write, not at the read above: a /stop that
+        # committed in between has already looked for hops, so this one is stopped here.
+        root = await session.get(Run, root.id)
+        new = await session.get(Run, run_id_new)
+        if root is not None and new is not None and root.chain_stopped_at is not None:
+            # Its reply still starts below and says "Stopped": a Feishu run always gets one.
+            await chat.cancel_runs(services, session, [new])
     log.info("run %s handed the turn to %s: run %s", run_id, plan_.to.agent_name, run_id_new)
     if not held:  # a budget-held run is answered when its agent resumes (the sweep finds it)
         ob.expect(run_id_new, new_target)
