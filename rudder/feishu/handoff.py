@@ -101,6 +101,8 @@ async def plan(services: Services, run_id: str, ending: Ending) -> Plan | None:
             to = bot
             break
     limit = services.settings.handoff_max_hops
+    if limit == 0:  # hand-offs are off: the mentions are only mentions, and no note is sent
+        return Plan(in_chat, None, None, hop, limit)
     if to is not None and hop > limit:
         return Plan(in_chat, None, to, hop, limit)
     return Plan(in_chat, to, None, hop, limit)

@@ -129,6 +129,18 @@ async def test_the_hop_limit_is_configurable(rig: FeishuRig, monkeypatch: Any) -
     await wait_for(noted, timeout=60)
     await settled(c)
     assert await runs_of(c, "Gamma") == []
+    # 0 turns hand-offs off: the mention stays a mention, with no note.
+    rig.services.settings.handoff_max_hops = 0
+    await say(rig, chat, c.ada, "route: Alpha>Beta>Gamma", **c.at("Alpha"))
+
+    async def second() -> bool:
+        runs = await runs_of(c, "Alpha")
+        return len(runs) == 2 and runs[-1]["status"] == "succeeded"
+
+    await wait_for(second, timeout=60)
+    await settled(c)
+    assert len(await runs_of(c, "Beta")) == 1
+    assert sum("Hand-off limit" in t for t in _texts(await said(c, chat, "Alpha"))) == 0
 
 
 async def test_an_agent_never_hands_to_itself(rig: FeishuRig) -> None:
