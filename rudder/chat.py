@@ -48,15 +48,18 @@ async def post_user_message(
     external_sender_id: str | None = None,
     external_message_id: str | None = None,
     attachments: Sequence[Attachment] = (),
+    handed_from: Run | None = None,
 ) -> tuple[Message, Run]:
     """Append the user's message (with its attachments), queue a run of the conversation's
-    agent, and commit."""
+    agent, and commit. With `handed_from`, the message is another agent's reply handing the
+    turn over (rudder/feishu/handoff.py): it is that agent's, and the run is linked to it."""
     message = await convs.append_message(
         session,
         conv,
         role="user",
         body=body,
         author_user_id=author_user_id,
+        author_agent_id=handed_from.agent_id if handed_from is not None else None,
         external_sender_id=external_sender_id,
         external_message_id=external_message_id,
     )
@@ -64,6 +67,10 @@ async def post_user_message(
         await session.flush()
         media_attachments.attach(session, conv, message, attachments)
     run = runs_domain.new_run(conv, message, source)
+    if handed_from is not None:
+        run.handed_from_run_id = handed_from.id
+        run.handoff_root_id = handed_from.handoff_root_id or handed_from.id
+        run.handoff_hop = handed_from.handoff_hop + 1
     agent = await session.get(Agent, conv.agent_id)
     if agent is not None and budgets.is_budget_paused(agent):
         # Over its budget: the message is kept and its run held until the agent resumes.

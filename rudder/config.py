@@ -107,6 +107,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("RUDDER_ALLOW_ORG_CREATION", "allow_org_creation"),
     )
 
+    # Hand-offs between agents' bots in a group (docs/agent-teams.md): at most this many per
+    # person's message (RUDDER_HANDOFF_MAX_HOPS; 0 turns hand-offs off).
+    handoff_max_hops: int = Field(default=3, ge=0, le=20)
+
     # Media (docs/media.md). Where attachment bytes live: by default files under RUDDER_HOME on
     # SQLite and the database on PostgreSQL; a directory here (shared by every instance in a
     # PostgreSQL deployment) is used instead when set.

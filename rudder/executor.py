@@ -589,8 +589,17 @@ async def _author_names(
 
         senders = {m.external_sender_id for m in history if m.external_sender_id}
         feishu = await display_names(session, conv.integration_id, senders)
+    # A hand-off's message (rudder/feishu/handoff.py) is the handing agent's, not its person's.
+    agent_ids = {m.author_agent_id for m in history if m.role == "user" and m.author_agent_id}
+    agents: dict[str, str] = {}
+    if agent_ids:
+        rows = await session.execute(select(Agent.id, Agent.name).where(Agent.id.in_(agent_ids)))
+        agents = {aid: name for aid, name in rows.all()}
     named = {}
     for m in history:
+        if m.role == "user" and m.author_agent_id in agents:
+            named[m.id] = agents[m.author_agent_id]
+            continue
         name = feishu.get(m.external_sender_id or "") or users.get(m.author_user_id or "")
         if name:
             named[m.id] = name

@@ -63,4 +63,7 @@ def run_view(r: Run) -> dict[str, Any]:
         "error": r.error,
         "usage": r.usage,
         "created_at": r.created_at.isoformat() if r.created_at else None,
+        "handed_from_run_id": r.handed_from_run_id,
+        "handoff_root_id": r.handoff_root_id,
+        "handoff_hop": r.handoff_hop,
     }

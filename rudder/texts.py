@@ -50,6 +50,16 @@ SLASH_MANUAL_STEPS = (
 FEISHU_NEW_STARTED = "Started a fresh conversation. Earlier messages stay in Rudder."
 FEISHU_STOPPED = "Stopped."
 FEISHU_NOTHING_RUNNING = "Nothing is running right now."
+# Hand-offs between agents' bots in a group (rudder/feishu/handoff.py).
+HANDOFF_LIMIT = (
+    "Hand-off limit reached ({limit} per message): {agent} was not asked. "
+    "Mention it in a new message to go on."
+)
+HANDOFF_CONTEXT = (
+    "[Hand-off {hop} of at most {limit}: {agent} handed this over to you in the group chat, "
+    "answering {person}. Its message follows.]\n\n{text}"
+)
+HANDOFF_PERSON_UNKNOWN = "a member"
 FEISHU_HELP = (
     "Commands:\n/new — start a fresh conversation for this chat\n/stop — stop the reply in progress\n"
     "/help — show this list"

@@ -336,6 +336,11 @@ class RunOut(Model):
     cost_usd: float | None = None
     skills: list[str] = []
     created_at: datetime
+    # Hand-offs (docs/agent-teams.md): the run that handed the turn to this one, the chain's
+    # first run, and the number of hand-offs that led here (0: a person's message).
+    handed_from_run_id: str | None = None
+    handoff_root_id: str | None = None
+    handoff_hop: int = 0
 
 
 class RunEventOut(Model):

@@ -103,6 +103,14 @@ class Run(Base):
     skills: Mapped[list[str]] = mapped_column(JSON, default=list)
     # 1, or 2 when run again after a crash of Rudder interrupted the first attempt.
     attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Hand-offs in a group (rudder/feishu/handoff.py): the run whose reply handed the turn to
+    # this one, the chain's first run (the one a person's message started) and how many
+    # hand-offs led here. `chain_stopped_at` is set on a chain's first run by /stop or Stop:
+    # no later hop of that chain starts.
+    handed_from_run_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    handoff_root_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    handoff_hop: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    chain_stopped_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class RunEventRow(Base):

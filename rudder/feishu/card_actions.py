@@ -35,7 +35,7 @@ from rudder.db.models import (
     utcnow,
 )
 from rudder.domain.runs import FINAL_STATUSES
-from rudder.feishu import bindings, chat_convs
+from rudder.feishu import bindings, chat_convs, handoff
 from rudder.feishu import card_controls as controls
 from rudder.feishu.events import InboundEvent
 from rudder.feishu.inbound import pipeline
@@ -193,6 +193,8 @@ async def _act(
                     toast("info", texts.CARD_TOAST_ALREADY_STOPPING),
                 )
             stopped = await chat.cancel_runs(services, session, [run])
+            # A hand-off chain stops as a whole (rudder/feishu/handoff.py).
+            stopped += await handoff.stop_chain_of(services, session, run)
             if not stopped:
                 return (
                     "command",

@@ -202,3 +202,35 @@ async def start_fresh(
         return await _create_bound(
             session, integration, chat_id, chat_type, user_id, name, topic, topic_title
         )
+
+
+async def chat_conversation(
+    session: AsyncSession,
+    integration: Integration,
+    like: Conversation,
+    user_id: str,
+) -> Conversation:
+    """This bot's bound conversation for the chat (and topic) of `like`, another bot's
+    conversation there, created when it has none: where a hand-off to this bot runs."""
+    chat_id = like.external_chat_id
+    assert chat_id is not None
+    topic = like.external_thread_id
+    binding = await session.scalar(
+        select(ChatBinding).where(*binding_of(integration.id, chat_id, topic))
+    )
+    if binding is not None:
+        conv = await session.get(Conversation, binding.conversation_id)
+        if conv is not None:
+            return conv
+    name = like.external_chat_name or texts.CHAT_TITLE_GROUP
+    title = like.title.rsplit(" · ", 1)[0] if topic else None
+    return await _create_bound(
+        session,
+        integration,
+        chat_id,
+        like.external_chat_type or "group",
+        user_id,
+        name,
+        topic,
+        title,
+    )

@@ -14,6 +14,7 @@ EDIT_LIMIT = 230072
 CARD_SEQUENCE = 300317
 PERMISSION_DENIED = 99991672
 COMMAND_EXISTS = 40000000
+BOT_NOT_IN_CHAT = 230002  # im.v1.chat.get (and the history API) by a bot that is not a member
 
 
 class FeishuError(Exception):

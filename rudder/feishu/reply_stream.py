@@ -19,7 +19,7 @@ from rudder import texts
 from rudder.db.models import Conversation, Integration, Message, Run, utcnow
 from rudder.domain import activity
 from rudder.feishu import card_controls as controls
-from rudder.feishu import outbox
+from rudder.feishu import handoff, handoff_mentions, outbox
 from rudder.feishu import reply_calls as calls
 from rudder.feishu.chunking import CARD_BUDGET, TEXT_BUDGET, split_text
 from rudder.feishu.errors import CARD_SEQUENCE, FeishuError
@@ -158,6 +158,7 @@ class RunReply:
         self._frame_at = 0.0
         self._prepared: dict[str, Item] = {}
         self._card_out = asyncio.Event()
+        self.sent_ids: list[str] = []  # Feishu ids of the reply's messages, in order
 
     def feed(self, phase: str, text: str, status: str, error: str | None) -> None:
         self.started = True
@@ -181,7 +182,8 @@ class RunReply:
             while self.ending is None:
                 await self._wait_change()
                 self.changed.clear()
-            await self._finish(target, self.ending)
+            plan = await self._plan(self.ending)
+            await self._finish(target, self._as_shown(target, self.ending, plan))
             await media_send.send_all(self, target)  # the agent's files, after its text
         finally:
             self._card_out.set()
@@ -195,7 +197,32 @@ class RunReply:
                 "typing_off",
             )
         await self._report(target)
+        if plan is not None:
+            # Before the ledger is marked: a restart in between drives this reply again, and
+            # the hand-off happens once (handoff.hand_over is idempotent).
+            handing = self.sent_ids[-1] if self.sent_ids else None
+            try:
+                await handoff.hand_over(self.ob, self.run_id, plan, target, handing)
+            except Exception:
+                log.exception("run %s: handing the turn over failed", self.run_id)
         await self.ob.mark_sent(ledger)
+
+    async def _plan(self, ending: Ending) -> handoff.Plan | None:
+        try:
+            return await handoff.plan(self.ob.services, self.run_id, ending)
+        except Exception:
+            # A hand-off that can't be worked out must not cost the reply itself.
+            log.exception("run %s: its hand-off could not be worked out", self.run_id)
+            return None
+
+    @staticmethod
+    def _as_shown(target: ReplyTarget, ending: Ending, plan: handoff.Plan | None) -> Ending:
+        """The ending as Feishu gets it: mentions of bots in the chat are real mentions."""
+        if plan is None or not plan.bots:
+            return ending
+        card = target.style != "plain_text"
+        text = handoff_mentions.render(ending.text, plan.bots, card=card)
+        return Ending(ending.status, text, ending.error)
 
     async def _wait_change(self) -> None:
         """Wait for news from the executor. Until the run has started, also look at the run now
@@ -295,6 +322,8 @@ class RunReply:
             item = await self._send(target, calls.CARD, to, payload, "card", str(part))
             self.cards[part] = item
             self.shown[part] = str(item.payload.get("text", ""))
+            if item.status == "sent" and item.feishu_message_id:
+                self.sent_ids.append(item.feishu_message_id)
         return item if item.status == "sent" else None
 
     async def _close(
@@ -345,6 +374,8 @@ class RunReply:
         )
         if item.status != "sent":
             self.failed.append(item)
+        elif item.feishu_message_id:
+            self.sent_ids.append(item.feishu_message_id)
 
     # -- streaming card --------------------------------------------------------------------------
 

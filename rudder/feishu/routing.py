@@ -24,7 +24,7 @@ from rudder.db.models import (
 from rudder.db.models import InboundEvent as InboundRow
 from rudder.domain import budgets
 from rudder.domain import runs as runs_domain
-from rudder.feishu import bindings, chat_policy, names
+from rudder.feishu import bindings, chat_policy, handoff, names
 from rudder.feishu.chat_convs import (
     binding_of,
     bound_conversation,
@@ -363,6 +363,11 @@ async def _stop(
         stopped = await chat.cancel_runs(
             services, session, [r for r in active if r.status == "running"] or active[:1]
         )
+        if message.chat_type != "p2p":
+            # Hand-offs going on in this chat (or topic) stop as a whole, whichever bot is told.
+            stopped += await handoff.stop_chains_in(
+                services, session, integration.org_id, message.chat_id, topic_of(message)
+            )
     text = texts.FEISHU_STOPPED if stopped else texts.FEISHU_NOTHING_RUNNING
     await send_notice(
         services,

@@ -335,7 +335,8 @@ class Sandbox:
         if message.msg_type == "post":
             return render.text_of_post(content, names)
         if message.msg_type == "interactive":
-            return render.text_of_card(self.card_of(message))
+            text = render.text_of_card(self.card_of(message))
+            return render.resolve_at_tags(text, {a.bot_open_id: a.name for a in self.apps.values()})
         if message.msg_type in ("file", "media"):
             label = "file" if message.msg_type == "file" else "video"
             return f"[{label}] {content.get('file_name', '')}".strip()
@@ -352,6 +353,17 @@ class Sandbox:
                 view.update(resource.public())
             found.append(view)
         return found
+
+    def sent_mentions(self, message: Message, card: object) -> list[dict[str, Any]]:
+        """The bots a bot's own message mentions (`<at>` tags in its text or card)."""
+        if message.sender_type != "app":
+            return []
+        raw = message.content + (json.dumps(card, ensure_ascii=False) if card else "")
+        bots = {a.bot_open_id: a for a in self.apps.values()}
+        found = {bots[i].app_id: bots[i] for i in render.at_ids(raw) if i in bots}
+        return [
+            {"key": "", "name": a.name, "user_id": None, "app_id": a.app_id} for a in found.values()
+        ]
 
     def message_view(self, message: Message) -> dict[str, Any]:
         if message.sender_type == "app":
@@ -381,7 +393,8 @@ class Sandbox:
             "mentions": [
                 {"key": m.key, "name": m.name, "user_id": m.user_id, "app_id": m.app_id}
                 for m in message.mentions
-            ],
+            ]
+            or self.sent_mentions(message, card),
             "reactions": [
                 {
                     "reaction_id": r.reaction_id,

@@ -8,6 +8,20 @@ from typing import Any
 
 _AT_TAG = re.compile(r'<at\s+(?:user_id|open_id|id)="([^"]*)"\s*>(.*?)</at>', re.DOTALL)
 _TEXT_TAGS = {"markdown", "lark_md", "plain_text", "md"}
+# Any send-side mention, quoted or not: `<at user_id="ou_x">Name</at>`, a card's `<at id=ou_x>`.
+_AT_ANY = re.compile(
+    r"""<at\s+(?:user_id|open_id|id)\s*=\s*["']?([A-Za-z0-9_-]+)["']?\s*>(.*?)</at>"""
+)
+
+
+def at_ids(raw: str) -> list[str]:
+    """The ids a sent message's mentions name, in order (JSON-escaped quotes included)."""
+    return [m.group(1) for m in _AT_ANY.finditer(raw.replace('\\"', '"'))]
+
+
+def resolve_at_tags(text: str, names: dict[str, str]) -> str:
+    """Card text as a person reads it: each mention shows as @ and the name it names."""
+    return _AT_ANY.sub(lambda m: "@" + (m.group(2) or names.get(m.group(1), m.group(1))), text)
 
 
 def parse_content(content: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from rudder.domain.errors import DomainError
 from rudder.feishu import connect as connecting
 from rudder.runtimes import RUNTIME_LABELS
 from rudder.runtimes.policy import RuntimePolicy
+from rudder.web import handoff_links
 from rudder.web.lookups import find_agent, find_run
 from rudder.web.run_page import run_event_summary, run_outcome
 from rudder.web.templating import Shell, not_found, render, shell
@@ -236,6 +237,12 @@ async def run_detail(
         "transcript": transcript,
         "others": others,
         "outcome": run_outcome(run),
+        # Hand-offs: the run that handed the turn to this one, and the runs it handed to.
+        "handed_from": await handoff_links.handed_from(session, run),
+        "handed_to": (await handoff_links.handed_to(session, [run.id])).get(run.id, []),
+        "chain_root": await handoff_links.link_of(session, run.handoff_root_id)
+        if run.handoff_root_id != run.handed_from_run_id
+        else None,
     }
     # The Runs tab stays highlighted on one run's page.
     return agent_page(request, frame, agent, "runs", context, template="run")

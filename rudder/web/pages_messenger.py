@@ -22,7 +22,7 @@ from rudder.domain import runs as runs_domain
 from rudder.markdown_html import body_html
 from rudder.media import attachments as media_attachments
 from rudder.media.uploads import UploadRefused, store_uploads
-from rudder.web import reads
+from rudder.web import handoff_links, reads
 from rudder.web.lookups import find_agent, find_conversation
 from rudder.web.templating import Shell, not_found, render, shell
 
@@ -129,6 +129,12 @@ async def _messenger_page(
         context["viewer_id"] = actor.user_id
         context["body_html"] = body_html
         context["agent"] = await session.get(Agent, conv.agent_id)
+        # Hand-offs: who handed a message over, and whom a reply handed the turn to.
+        context["handoffs"] = await handoff_links.for_messages(session, messages)
+        rows = await session.execute(
+            select(Agent.id, Agent.name).where(Agent.org_id == conv.org_id)
+        )
+        context["agent_names"] = {agent_id: name for agent_id, name in rows.all()}
         context["active"] = bool(await runs_domain.active_runs(session, conv.id))
         if conv.forked_from_conversation_id:
             context["origin"] = await session.get(Conversation, conv.forked_from_conversation_id)

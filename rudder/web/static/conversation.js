@@ -14,12 +14,15 @@
   var viewerId = root.getAttribute("data-viewer-id") || "";
   var userNames = {};
   try { userNames = JSON.parse(root.getAttribute("data-user-names") || "{}") || {}; } catch (ignored) { userNames = {}; }
+  var agentNames = {};  // the organization's agents: a hand-off's message is its agent's
+  try { agentNames = JSON.parse(root.getAttribute("data-agent-names") || "{}") || {}; } catch (ignored) { agentNames = {}; }
 
   // The same words as the server's template (messenger/page.html), so a message never changes
   // its author's name when the live stream re-renders it.
   function authorOf(m) {
     if (m.role === "assistant") return agentName;
     if (m.role !== "user") return "system";
+    if (m.author_agent_id && agentNames[m.author_agent_id]) return agentNames[m.author_agent_id] + " \u00b7 hand-off";
     var name = m.author_user_id && m.author_user_id === viewerId ? "You"
       : (userNames[m.author_user_id] || (m.external_sender_id ? "Feishu user" : "Member"));
     return m.external_sender_id ? name + " \u00b7 via Feishu" : name;
