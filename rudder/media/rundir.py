@@ -84,6 +84,7 @@ async def materialize(
                 sha256=row.sha256,
                 path=str(path) if path is not None else None,
                 reason=reason,
+                transcript=row.transcript,
             )
         )
     return files

@@ -32,6 +32,8 @@ def _meta(a: AttachmentFile) -> dict[str, Any]:
         "size": a.size,
         "sha256": a.sha256,
     }
+    if a.transcript:
+        item["transcript"] = a.transcript
     if a.path is None:
         item["missing"] = a.reason or "not available"
     return item
