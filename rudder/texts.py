@@ -398,6 +398,7 @@ MEDIA_SPEECH_TOO_LONG = "it is longer than {seconds} s, the most Feishu's speech
 MEDIA_SPEECH_NO_PERMISSION = "the app lacks Feishu's speech-to-text permission"
 MEDIA_SPEECH_FAILED = "Feishu's speech-to-text failed ({detail})"
 MEDIA_SPEECH_EMPTY = "no speech was recognised"
+MEDIA_SPEECH_NOT_OGG = "it is not Ogg/Opus audio, the form of Feishu voice messages"
 # Local CLIs: how the prompt names the files of the message.
 MEDIA_PROMPT_FILES = "Files attached to this message (read them from disk):\n{lines}"
 MEDIA_PROMPT_LINE = "- {path} ({mime_type}, {size} bytes)"

@@ -136,7 +136,7 @@ async def _fetch_one(
         ):
             mime = sniff(spooled.head)
             pcm, note = (
-                await _voice_pcm(spooled.path, ref)
+                await _voice_pcm(spooled.path, ref, mime)
                 if decode_voice and ref.kind == "audio"
                 else (None, None)
             )
@@ -171,10 +171,12 @@ async def _fetch_one(
     )
 
 
-async def _voice_pcm(path: Path, ref: ResourceRef) -> tuple[bytes | None, str | None]:
+async def _voice_pcm(path: Path, ref: ResourceRef, mime: str) -> tuple[bytes | None, str | None]:
     """The voice message's PCM, or why it can't be transcribed (decoded in a thread: CPU)."""
     if ref.duration_ms is not None and ref.duration_ms > voice.MAX_SECONDS * 1000:
         return None, texts.MEDIA_SPEECH_TOO_LONG.format(seconds=voice.MAX_SECONDS)
+    if mime != "audio/ogg":
+        return None, texts.MEDIA_SPEECH_NOT_OGG
     try:
         return await asyncio.to_thread(voice.to_pcm, path), None
     except voice.NotTranscribable as exc:

@@ -4,8 +4,9 @@ Feishu voice messages are Opus in an Ogg container; file_recognize accepts only 
 (`format: "pcm"`, engine `16k_auto`). Decoding Opus and resampling 48 kHz to 16 kHz is done by
 PyAV (`pip install 'rudder[voice]'`, the `av` package: FFmpeg's decoders in a wheel, no system
 FFmpeg needed). It is optional: without it voice messages are handed to the agent as files and
-not transcribed, and the reason says what to install. Any other container or codec FFmpeg
-reads is decoded too (a voice note is what Feishu sends, but a forwarded audio file may not be).
+not transcribed, and the reason says what to install. Only the Ogg demuxer is used (FFmpeg
+probes nothing else), and only for bytes that sniff as Ogg: the bytes come from a chat, and
+the less of FFmpeg they reach the better.
 
 Decoding is CPU work on a bounded input (the file cap, 60 s of output); callers run it in a
 thread. The PCM of 60 s is 1.92 MB, kept in memory for the one request that sends it.
@@ -45,7 +46,7 @@ def to_pcm(source: Path) -> bytes:
         ) from None
     pcm = bytearray()
     try:
-        with av.open(str(source), mode="r") as container:
+        with av.open(str(source), mode="r", format="ogg") as container:
             if not container.streams.audio:
                 raise NotTranscribable("the file has no audio")
             resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)

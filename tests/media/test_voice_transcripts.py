@@ -171,3 +171,13 @@ async def test_the_sandbox_answers_file_recognize_with_feishus_shapes_and_errors
     await rig.control("PATCH", f"/apps/{app['app_id']}", json={"scopes": ["im:message"]})
     denied = await call(body())
     assert denied.json()["code"] == 99991672 and SCOPE in denied.json()["msg"]
+
+
+async def test_an_audio_message_that_is_not_ogg_is_not_decoded(rig: FeishuRig) -> None:
+    chat = await media_chat(rig)
+    wav = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 200
+    await chat.send("audio", wav, duration=1000)
+    row = await chat.routed_row()
+    assert "not transcribed: " + texts.MEDIA_SPEECH_NOT_OGG in row["reason"]
+    await chat.wait_bot_text(hashlib.sha256(wav).hexdigest())
+    assert (await rig.control("GET", "/speech"))["items"] == []
