@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from rudder import texts
@@ -181,3 +183,38 @@ async def test_an_audio_message_that_is_not_ogg_is_not_decoded(rig: FeishuRig) -
     assert "not transcribed: " + texts.MEDIA_SPEECH_NOT_OGG in row["reason"]
     await chat.wait_bot_text(hashlib.sha256(wav).hexdigest())
     assert (await rig.control("GET", "/speech"))["items"] == []
+
+
+def test_without_the_decoder_the_reason_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "voice.opus"
+    source.write_bytes(voice_note(1.0))
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` now raises ImportError
+    assert not voice.decoder_available()
+    with pytest.raises(voice.NotTranscribable, match=r"rudder\[voice\]"):
+        voice.to_pcm(source)
+
+
+async def test_a_feishu_failure_leaves_the_voice_note_untranscribed(rig: FeishuRig) -> None:
+    chat = await media_chat(rig)
+    await rig.control(
+        "POST",
+        "/faults",
+        json={
+            "kind": "fail_api",
+            "api": "speech_to_text.speech.file_recognize",
+            "code": 99992402,
+            "msg": "field validation failed",
+            "app_id": chat.app["app_id"],
+        },
+    )
+    note = voice_note(1.0)
+    await chat.send("audio", note, duration=1000)
+    row = await chat.routed_row()
+    assert row["outcome"] == "processed"
+    failed = texts.MEDIA_SPEECH_FAILED.format(detail="code 99992402")
+    assert "not transcribed: " + failed in row["reason"]
+    await chat.wait_bot_text(hashlib.sha256(note).hexdigest())
+    # Not a permission problem: the tab has no notice.
+    assert "speech-hint" not in await _panel(rig, chat.agent["id"])
