@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# `make start` needs only the runtime dependencies; the tests add the `test` extra.
+# `make start` needs the runtime dependencies (with the `voice` extra: voice transcripts,
+# docs/media.md); the tests add the `test` extra.
 RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 
@@ -17,7 +18,7 @@ NODE_STAMPS := $(addsuffix /node_modules/.installed,$(NODE_DIRS))
 $(RUNTIME): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e ".[voice]"
 	@touch $(RUNTIME)
 
 $(STAMP): $(RUNTIME)

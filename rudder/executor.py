@@ -446,6 +446,10 @@ class InProcessRunQueue:
                 run_dir = rundir.create(self.media, run_id)
                 ctx.attachments = await rundir.materialize(self.media, run_dir, trigger_files)
                 rundir.apply(runtime_type, ctx, run_dir)
+                if runtime_type == "http":
+                    ctx.attachments = rundir.offer_links(
+                        self.media, self._box, run_id, ctx.attachments
+                    )
             # The agent's skills, where its runtime reads them, for as long as the run lasts.
             skills_placed.enter_context(skill_delivery.deliver(runtime_type, ctx, skill_files))
             runtime = self._runtime_lookup(runtime_type)

@@ -400,6 +400,15 @@ MEDIA_NOTICE = (
 MEDIA_NOTICE_LINE = "• {name}: {reason}"
 # What the agent is told next to its message, for the attachments it did not get.
 MEDIA_MISSING_FOR_AGENT = "(Attachment not available: {name}: {reason})"
+# A voice message's text from Feishu's speech-to-text, or why there is none (the agent still
+# gets the audio file).
+MEDIA_TRANSCRIPT_FOR_AGENT = "(Voice message transcript: {text})"
+MEDIA_NOT_TRANSCRIBED_FOR_AGENT = "(Voice message not transcribed: {reason}; the audio is attached)"
+MEDIA_SPEECH_TOO_LONG = "it is longer than {seconds} s, the most Feishu's speech-to-text takes"
+MEDIA_SPEECH_NO_PERMISSION = "the app lacks Feishu's speech-to-text permission"
+MEDIA_SPEECH_FAILED = "Feishu's speech-to-text failed ({detail})"
+MEDIA_SPEECH_EMPTY = "no speech was recognised"
+MEDIA_SPEECH_NOT_OGG = "it is not Ogg/Opus audio, the form of Feishu voice messages"
 # Local CLIs: how the prompt names the files of the message.
 MEDIA_PROMPT_FILES = "Files attached to this message (read them from disk):\n{lines}"
 MEDIA_PROMPT_LINE = "- {path} ({mime_type}, {size} bytes)"
@@ -412,11 +421,16 @@ MEDIA_OUT_TOO_LARGE = "larger than Feishu's {limit} limit for files"
 MEDIA_OUT_TOO_MANY = "more than {count} attachments in one reply"
 MEDIA_OUT_BAD_EVENT = "the attachment event names no file"
 MEDIA_OUT_REFUSED_NOTICE = "The agent's attachment {name} was not sent: {reason}."
-# The Integrations tab: what happens to media, and that voice is not transcribed.
+# The Integrations tab: what happens to media, and voice transcripts.
 WEB_MEDIA_FACTS = (
     "Images, files, voice notes, videos and posts with pictures reach the agent as files, and "
-    "the agent's attachments arrive as images and files. Voice notes are handed over as audio "
-    "files, not transcribed: Rudder does not use Feishu's speech-to-text."
+    "the agent's attachments arrive as images and files. Voice notes up to 60 s also reach it "
+    "as text, through Feishu's speech-to-text, when the app has that permission."
+)
+WEB_SPEECH_SCOPE_MISSING = (
+    "Voice messages reach the agent as audio files only, not as text: the app lacks the "
+    "{scope} permission (speech-to-text). Add it in the app's permission settings on "
+    "{product}'s developer console; the next voice message is then transcribed."
 )
 # The web composer's file uploads.
 MEDIA_UPLOAD_TOO_MANY = "Attach at most {count} files to one message."

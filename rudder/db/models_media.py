@@ -43,6 +43,8 @@ class Attachment(Base):
     # The Feishu key it came with (file_key / image_key), or the one it was uploaded as.
     external_key: Mapped[str | None] = mapped_column(String(200), default=None)
     duration_ms: Mapped[int | None] = mapped_column(Integer, default=None)
+    # A voice message's text, from Feishu's speech-to-text (rudder/media/speech.py).
+    transcript: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class BlobChunk(Base):

@@ -37,6 +37,7 @@ from rudder.feishu.outbound import outbound_of, send_notice, send_private_notice
 from rudder.feishu.regions import Region
 from rudder.feishu.reply_stream import ReplyTarget
 from rudder.media import inbound as media_inbound
+from rudder.media import speech as media_speech
 from rudder.services import Services
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,14 @@ async def _fetch_media(
     if not message.resources or media is None:
         return []
     bot = await outbound_of(services).bot(integration.id)
-    return await media_inbound.fetch_all(bot, media, message.message_id, message.resources)
+    voice = media_speech.should_try(integration.id) and any(
+        r.kind == "audio" for r in message.resources
+    )
+    fetched = await media_inbound.fetch_all(
+        bot, media, message.message_id, message.resources, decode_voice=voice
+    )
+    await media_speech.transcribe(services, integration, bot, fetched)
+    return fetched
 
 
 async def _prompt(

@@ -36,6 +36,8 @@ def attach(
         }
         if row.reason:
             details["reason"] = row.reason
+        if row.transcript:
+            details["transcribed"] = True
         activity.record(
             session,
             org_id=conv.org_id,
@@ -82,6 +84,7 @@ def view(row: Attachment) -> dict[str, Any]:
         "sha256": row.sha256,
         "status": row.status,
         "reason": row.reason,
+        "transcript": row.transcript,
         "url": url,
     }
 

@@ -23,6 +23,8 @@ class MediaConfig:
     max_message: int
     fetch_timeout_s: float
     retention_days: float
+    # Where an `http` agent downloads attachments too large to inline (media/links.py).
+    public_url: str = "http://127.0.0.1:3100"
 
     def cap_for(self, download_type: str) -> int:
         return self.max_image if download_type == "image" else self.max_file
@@ -45,4 +47,5 @@ def media_config(settings: Settings, sessions: async_sessionmaker[AsyncSession])
         max_message=int(settings.media_max_message_mb * MB),
         fetch_timeout_s=settings.media_fetch_timeout_s,
         retention_days=settings.media_retention_days,
+        public_url=settings.effective_public_url,
     )

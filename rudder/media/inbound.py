@@ -14,12 +14,14 @@ import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from rudder import texts
 from rudder.db.models import Attachment
 from rudder.feishu.client import BotClient
 from rudder.feishu.errors import FeishuError
 from rudder.feishu.resources import ResourceError, download
+from rudder.media import voice
 from rudder.media.blobs import TooLarge, spool
 from rudder.media.config import MB, MediaConfig
 from rudder.media.keys import ResourceRef
@@ -54,6 +56,11 @@ class Fetched:
     sha256: str | None = None
     blob_key: str | None = None
     reason: str | None = None
+    # A voice message: its PCM for speech-to-text (dropped once sent), then the transcript, or
+    # why there is none (rudder/media/speech.py).
+    pcm: bytes | None = None
+    transcript: str | None = None
+    transcript_note: str | None = None
 
     @property
     def stored(self) -> bool:
@@ -79,13 +86,19 @@ def _mb(limit: int) -> str:
 
 
 async def fetch_all(
-    bot: BotClient, media: MediaConfig, message_id: str, refs: tuple[ResourceRef, ...]
+    bot: BotClient,
+    media: MediaConfig,
+    message_id: str,
+    refs: tuple[ResourceRef, ...],
+    *,
+    decode_voice: bool = False,
 ) -> list[Fetched]:
-    """Every resource of the message, in order; never raises for a resource's own failure."""
+    """Every resource of the message, in order; never raises for a resource's own failure.
+    With `decode_voice`, a voice message's audio is also decoded to PCM for speech-to-text."""
     results: list[Fetched] = []
     left = media.max_message
     for index, ref in enumerate(refs):
-        fetched = await _fetch_one(bot, media, message_id, ref, index, left)
+        fetched = await _fetch_one(bot, media, message_id, ref, index, left, decode_voice)
         if fetched.stored:
             left -= fetched.size
         results.append(fetched)
@@ -93,7 +106,13 @@ async def fetch_all(
 
 
 async def _fetch_one(
-    bot: BotClient, media: MediaConfig, message_id: str, ref: ResourceRef, index: int, left: int
+    bot: BotClient,
+    media: MediaConfig,
+    message_id: str,
+    ref: ResourceRef,
+    index: int,
+    left: int,
+    decode_voice: bool = False,
 ) -> Fetched:
     what = texts.MEDIA_WHAT.get(ref.kind, "file").split(":")[0]
     given = safe_name(ref.name, "") if ref.name else ""
@@ -116,6 +135,11 @@ async def _fetch_one(
             spooled
         ):
             mime = sniff(spooled.head)
+            pcm, note = (
+                await _voice_pcm(spooled.path, ref, mime)
+                if decode_voice and ref.kind == "audio"
+                else (None, None)
+            )
             blob_key = await media.store.keep(spooled)
     except TooLarge:
         return Fetched(ref, label, "refused", reason=too_large)
@@ -142,7 +166,21 @@ async def _fetch_one(
         size=spooled.size,
         sha256=spooled.sha256,
         blob_key=blob_key,
+        pcm=pcm,
+        transcript_note=note,
     )
+
+
+async def _voice_pcm(path: Path, ref: ResourceRef, mime: str) -> tuple[bytes | None, str | None]:
+    """The voice message's PCM, or why it can't be transcribed (decoded in a thread: CPU)."""
+    if ref.duration_ms is not None and ref.duration_ms > voice.MAX_SECONDS * 1000:
+        return None, texts.MEDIA_SPEECH_TOO_LONG.format(seconds=voice.MAX_SECONDS)
+    if mime != "audio/ogg":
+        return None, texts.MEDIA_SPEECH_NOT_OGG
+    try:
+        return await asyncio.to_thread(voice.to_pcm, path), None
+    except voice.NotTranscribable as exc:
+        return None, str(exc)
 
 
 async def _within(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
@@ -178,6 +216,10 @@ def body_for(text: str, fetched: list[Fetched]) -> str:
     for f in fetched:
         if not f.stored and f.ref.kind != "sticker":
             parts.append(texts.MEDIA_MISSING_FOR_AGENT.format(name=f.name, reason=f.reason))
+        elif f.transcript:
+            parts.append(texts.MEDIA_TRANSCRIPT_FOR_AGENT.format(text=f.transcript))
+        elif f.transcript_note:
+            parts.append(texts.MEDIA_NOT_TRANSCRIBED_FOR_AGENT.format(reason=f.transcript_note))
     return "\n".join(p for p in parts if p)
 
 
@@ -198,7 +240,15 @@ def summary(fetched: list[Fetched]) -> str:
     stored = sum(1 for f in fetched if f.stored)
     missing = [f"{f.name}: {f.reason}" for f in fetched if not f.stored]
     text = f"; {stored} of {len(fetched)} attachment(s) fetched"
-    return text + (" (not: " + "; ".join(missing) + ")" if missing else "")
+    text += " (not: " + "; ".join(missing) + ")" if missing else ""
+    voiced = [f for f in fetched if f.transcript or f.transcript_note]
+    for f in voiced:
+        text += (
+            f"; {f.name} transcribed"
+            if f.transcript
+            else f"; {f.name} not transcribed: {f.transcript_note}"
+        )
+    return text
 
 
 def rows_of(fetched: Sequence[Fetched]) -> list[Attachment]:
@@ -216,6 +266,7 @@ def rows_of(fetched: Sequence[Fetched]) -> list[Attachment]:
             reason=f.reason,
             external_key=f.ref.key,
             duration_ms=f.ref.duration_ms,
+            transcript=f.transcript,
         )
         for f in fetched
     ]

@@ -13,6 +13,7 @@ An agent may attach only regular files inside this directory (`resolve_outbound`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import stat
@@ -21,6 +22,8 @@ from typing import BinaryIO
 
 from rudder import texts
 from rudder.db.models import Attachment
+from rudder.domain.secrets import SecretBox
+from rudder.media import links
 from rudder.media.blobs import copy_out
 from rudder.media.config import MediaConfig
 from rudder.runtimes.base import AttachmentFile, RunContext
@@ -84,9 +87,24 @@ async def materialize(
                 sha256=row.sha256,
                 path=str(path) if path is not None else None,
                 reason=reason,
+                transcript=row.transcript,
             )
         )
     return files
+
+
+def offer_links(
+    media: MediaConfig, box: SecretBox, run_id: str, files: list[AttachmentFile]
+) -> list[AttachmentFile]:
+    """`files` with a signed, expiring download URL on each an `http` agent may fetch
+    (media/links.py); the runtime lists it for the files too large to inline."""
+    offered = []
+    for a in files:
+        if a.path is not None:
+            made = links.link(box, media.public_url, run_id, a.id)
+            a = dataclasses.replace(a, url=made.url, url_expires_at=made.expires_at)
+        offered.append(a)
+    return offered
 
 
 def apply(runtime_type: str, ctx: RunContext, run_dir: Path) -> None:

@@ -2,7 +2,8 @@
 
 - process: `attachments[]` in the context JSON with absolute `path`s in the run's directory;
 - http: the same list with the bytes inline (`data_base64`) up to `HTTP_INLINE_MAX` in total
-  (the agent may run elsewhere; larger files are listed with `omitted` and no bytes);
+  (the agent may run elsewhere); larger files are listed with `omitted` and a signed, expiring
+  download `url` (media/links.py) instead of their bytes;
 - claude_local / codex_local: named in the prompt (`prompt_section`);
 - openai: images as `image_url` data-URL parts for vision models, small text files inlined
   into the message (`openai_content`).
@@ -21,6 +22,7 @@ OPENAI_IMAGE_MAX = 5 * 1024 * 1024
 OPENAI_TEXT_MAX = 64 * 1024
 VISION_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 INLINE_TOO_LARGE = "too large to inline; ask the person for a smaller file"
+INLINE_BY_URL = "too large to inline; GET `url` (no other credentials) before `url_expires_at`"
 
 
 def _meta(a: AttachmentFile) -> dict[str, Any]:
@@ -32,6 +34,8 @@ def _meta(a: AttachmentFile) -> dict[str, Any]:
         "size": a.size,
         "sha256": a.sha256,
     }
+    if a.transcript:
+        item["transcript"] = a.transcript
     if a.path is None:
         item["missing"] = a.reason or "not available"
     return item
@@ -48,6 +52,9 @@ def payload_items(ctx: RunContext, *, inline: bool) -> list[dict[str, Any]]:
             if a.size <= budget:
                 item["data_base64"] = base64.b64encode(Path(a.path).read_bytes()).decode()
                 budget -= a.size
+            elif a.url is not None:
+                item["omitted"] = INLINE_BY_URL
+                item["url"], item["url_expires_at"] = a.url, a.url_expires_at
             else:
                 item["omitted"] = INLINE_TOO_LARGE
         items.append(item)

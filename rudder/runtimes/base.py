@@ -59,6 +59,10 @@ class AttachmentFile:
     sha256: str | None
     path: str | None
     reason: str | None = None
+    transcript: str | None = None  # a voice message's text (Feishu's speech-to-text)
+    # http runtime: a signed, expiring download URL for a file too large to inline.
+    url: str | None = None
+    url_expires_at: str | None = None
 
 
 @dataclass(slots=True)

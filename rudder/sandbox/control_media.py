@@ -197,6 +197,18 @@ async def upload_raw(request: Request) -> Response:
     return json_response(resource.public())
 
 
+async def list_downloads(sandbox: Sandbox, request: Request, body: dict[str, Any]) -> Any:
+    """Every message_resource.get served, in order, with the ack of its message's event."""
+    q = request.query_params
+    items = [
+        d
+        for d in sandbox.resource_gets
+        if (not q.get("app_id") or d["app_id"] == q["app_id"])
+        and (not q.get("message_id") or d["message_id"] == q["message_id"])
+    ]
+    return {"items": items}
+
+
 _json_upload = endpoint(upload)
 
 
@@ -211,4 +223,5 @@ routes = [
     Route(_A + "/files", upload_any, methods=["POST"]),
     Route(_A + "/resources", endpoint(list_resources), methods=["GET"]),
     Route(_A + "/resources/{key}", endpoint(get_resource), methods=["GET"]),
+    Route(_A + "/downloads", endpoint(list_downloads), methods=["GET"]),
 ]

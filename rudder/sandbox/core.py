@@ -17,6 +17,7 @@ from rudder.sandbox.limits import ApiFault, ApiLimiter, SlidingWindow
 from rudder.sandbox.longconn import ConnectionHub
 from rudder.sandbox.resource_store import BlobFolder, Resource, StreamFault, keys_in_content
 from rudder.sandbox.settings import Clock, Settings
+from rudder.sandbox.speech_state import SpeechState
 from rudder.sandbox.state import (
     App,
     Brand,
@@ -76,6 +77,11 @@ class Sandbox:
         self.hub = ConnectionHub(self)
         self.webhooks = WebhookSender(self)
         self.deliveries = DeliveryEngine(self)
+        self.speech = SpeechState()
+        # Resource downloads (message_resource.get) in the order they were served, with
+        # whether the event that carried the message had been acked by then.
+        self.resource_gets: list[dict[str, Any]] = []
+        self.order = 0  # one counter for acks and downloads: their order, without clocks
         self.version = 0  # bumped on every visible change; the human page polls it
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -95,6 +101,10 @@ class Sandbox:
             await asyncio.wait(list(self._tasks), timeout=2.0)
         await self.webhooks.aclose()
         self.blobs.close()
+
+    def next_order(self) -> int:
+        self.order += 1
+        return self.order
 
     def touch(self) -> None:
         self.version += 1

@@ -40,6 +40,8 @@ class Delivery:
     created_at: float
     attempts: list[Attempt] = field(default_factory=list)
     status: DeliveryStatus = DeliveryStatus.PENDING
+    acked_at: float | None = None  # when the receiver's success answer came in
+    ack_order: int | None = None  # its place in Sandbox.order (acks and downloads)
 
     @property
     def acked(self) -> bool:
@@ -56,6 +58,8 @@ class Delivery:
             "acked": self.acked,
             "status": self.status.value,
             "created_at": self.created_at,
+            "acked_at": self.acked_at,
+            "ack_order": self.ack_order,
             "history": [
                 {
                     "at": a.at,
@@ -76,6 +80,20 @@ class DeliveryEngine:
     def __init__(self, sandbox: Sandbox) -> None:
         self._sandbox = sandbox
         self.deliveries: list[Delivery] = []
+
+    def acked_message(self, app_id: str, message_id: str) -> Delivery | None:
+        """The acked delivery to `app_id` of the event that carried `message_id`, if any."""
+        for d in self.deliveries:
+            event = d.event.get("event")
+            message = event.get("message") if isinstance(event, dict) else None
+            if (
+                d.app_id == app_id
+                and d.ack_order is not None
+                and isinstance(message, dict)
+                and message.get("message_id") == message_id
+            ):
+                return d
+        return None
 
     def enqueue(self, app: App, event: dict[str, Any]) -> Delivery:
         header = event.get("header", {})
@@ -120,5 +138,7 @@ class DeliveryEngine:
         delivery.attempts.append(attempt)
         if ok:
             delivery.status = DeliveryStatus.ACKED
+            if delivery.ack_order is None:
+                delivery.acked_at, delivery.ack_order = sandbox.clock.now(), sandbox.next_order()
         sandbox.touch()
         return ok

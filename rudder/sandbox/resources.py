@@ -239,6 +239,7 @@ async def _message_resource(request: Request) -> Response:
         return fail(INVALID_PARAM, f"Invalid request param: the resource is not of type {kind}.")
     if resource.size > sandbox.settings.resource_download_limit:
         return fail(DOWNLOAD_TOO_LARGE, "The file size exceeds the download limit.")
+    _record_download(sandbox, app.app_id, message.message_id, key, kind)
     fault = take_stream_fault(sandbox, api, app.app_id)
     if fault is not None and fault.delay_s > 0:
         await asyncio.sleep(fault.delay_s)
@@ -249,6 +250,25 @@ async def _message_resource(request: Request) -> Response:
     truncate = fault.truncate_after if fault is not None else None
     return StreamingResponse(
         _stream(resource, truncate), media_type=resource.mime_type, headers=headers
+    )
+
+
+def _record_download(sandbox: Sandbox, app_id: str, message_id: str, key: str, kind: str) -> None:
+    """Log the download with its place relative to the ack of the event carrying the message
+    (`GET /_sandbox/api/downloads`): Rudder must ack first and download after."""
+    acked = sandbox.deliveries.acked_message(app_id, message_id)
+    sandbox.resource_gets.append(
+        {
+            "app_id": app_id,
+            "message_id": message_id,
+            "file_key": key,
+            "type": kind,
+            "at": sandbox.clock.now(),
+            "order": sandbox.next_order(),
+            "event_acked": acked is not None,
+            "ack_order": acked.ack_order if acked is not None else None,
+            "acked_at": acked.acked_at if acked is not None else None,
+        }
     )
 
 

@@ -33,6 +33,7 @@ from rudder.sandbox import (
     registration,
     resources,
     slash,
+    speech,
 )
 from rudder.sandbox.core import Sandbox
 from rudder.sandbox.envelope import BAD_REQUEST_CODE, HostPrefix, json_response
@@ -96,6 +97,7 @@ def _routes() -> list[BaseRoute]:
         control.routes,
         control_faults.routes,
         control_media.routes,
+        speech.routes,
         callbacks.routes,
         page.routes,
         page_extras.routes,

@@ -105,6 +105,7 @@ async def _panel_context(
         "regions": REGIONS,
         "error": error,
         "names_hint": _names_hint(services, integration if connected else None, product),
+        "speech_hint": await _speech_hint(services, integration if connected else None, product),
     }
 
 
@@ -138,6 +139,15 @@ def _names_hint(services: Services, integration: Integration | None, product: st
     if not missing:
         return None
     return texts.WEB_NAMES_SCOPE_MISSING.format(scopes=", ".join(missing), product=product)
+
+
+async def _speech_hint(
+    services: Services, integration: Integration | None, product: str
+) -> str | None:
+    from rudder.media.speech import missing_scope
+
+    scope = await missing_scope(services, integration) if integration else None
+    return texts.WEB_SPEECH_SCOPE_MISSING.format(scope=scope, product=product) if scope else None
 
 
 def _webhook_url(services: Services, integration: Integration | None) -> str | None:

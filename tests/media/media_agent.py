@@ -1,7 +1,8 @@
 """A `process` agent for the media tests.
 
 It answers with one line per attachment it was given: `<name> <sha256 of the file on disk>`
-(or `<name> missing: <reason>`). When the prompt asks, it attaches files to its reply:
+(and ` transcript=<text>` for a voice message's transcript, or `<name> missing: <reason>`),
+then `prompt: <prompt>` when the prompt carries a voice note's line. When the prompt asks, it attaches files to its reply:
 - "send image" / "send file": writes out.png / notes.pdf in its run directory and attaches them;
 - "send traversal": asks for ../../etc/passwd; "send absolute": an absolute path outside;
 - "send symlink": a symlink in its run directory pointing outside it.
@@ -34,11 +35,16 @@ def main() -> int:
     for a in ctx.get("attachments", []):
         if a.get("path"):
             digest = hashlib.sha256(Path(a["path"]).read_bytes()).hexdigest()
-            lines.append(f"{a['name']} {a['mime_type']} {digest}")
+            line = f"{a['name']} {a['mime_type']} {digest}"
+            if a.get("transcript"):
+                line += f" transcript={a['transcript']}"
+            lines.append(line)
         else:
             lines.append(f"{a['name']} missing: {a.get('missing')}")
-    emit({"type": "text", "text": "\n".join(lines) or "no attachments"})
     prompt = ctx["prompt"]
+    if "(Voice message" in prompt:
+        lines.append("prompt: " + prompt)
+    emit({"type": "text", "text": "\n".join(lines) or "no attachments"})
     if "send image" in prompt:
         (run_dir / "out.png").write_bytes(PNG)
         emit({"type": "attachment", "path": "out.png"})

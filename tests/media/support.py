@@ -60,11 +60,13 @@ class Chat:
         return found
 
 
-async def media_chat(rig: FeishuRig) -> Chat:
+async def media_chat(rig: FeishuRig, spec: dict[str, Any] | None = None) -> Chat:
+    """`spec`: the new agent's body (default: the process agent media_agent.py)."""
     org, _ = await default_org_and_agent(rig.client)
     created = await rig.client.post(
         f"/api/orgs/{org['id']}/agents",
-        json={
+        json=spec
+        or {
             "name": "Lens",
             "runtime_type": "process",
             "runtime_config": {"command": sys.executable, "args": [str(AGENT)]},

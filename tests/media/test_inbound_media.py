@@ -86,7 +86,7 @@ async def _messages(rig: FeishuRig, org_id: str, chat_id: str) -> list[dict[str,
     return rows
 
 
-async def test_the_integrations_tab_says_media_arrive_and_voice_is_not_transcribed(
+async def test_the_integrations_tab_says_what_happens_to_media_and_voice(
     rig: FeishuRig,
 ) -> None:
     agent, _ = await connected_bot(rig)
