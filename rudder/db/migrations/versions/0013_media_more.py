@@ -1,7 +1,7 @@
 """a voice message's transcript on its attachment: attachments.transcript
 
 Revision ID: 0013_media_more
-Revises: 0010_chat_policies
+Revises: 0011_handoff
 Create Date: 2026-12-01 20:45:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013_media_more"
-down_revision: str | None = "0010_chat_policies"
+down_revision: str | None = "0011_handoff"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

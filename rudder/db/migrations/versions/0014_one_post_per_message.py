@@ -1,7 +1,7 @@
 """a Feishu message is posted once per conversation: unique (conversation_id, external_message_id)
 
 Revision ID: 0014_one_post_per_message
-Revises: 0011_handoff
+Revises: 0013_media_more
 Create Date: 2026-12-01 21:10:00
 
 Two processes that route the same event at once (a takeover while the old holder was still
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_one_post_per_message"
-down_revision: str | None = "0011_handoff"
+down_revision: str | None = "0013_media_more"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
