@@ -48,6 +48,7 @@ class Outbound:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._inflight: dict[str, asyncio.Task[Item]] = {}
         self.no_target: set[str] = set()  # runs whose reply has nowhere to go
+        self.shared_horizon_s = SHARED_HORIZON_S
         self._started = False
         self._closed = False
 
@@ -99,6 +100,11 @@ class Outbound:
         the runtime warms up, instead of after; `target` saves reading it back. A run cancelled
         while queued ends its reply as "Stopped" (RunReply notices that by itself).
         """
+        if not self.services.settings.is_sqlite:
+            # Several processes execute runs: the reply is driven by the one that executes
+            # this run (its executor's updates start it, `_observe`). Starting it here too
+            # would give the run two drivers, two typing reactions and two card entities.
+            return
         if self._started and not self._closed and run_id not in self._replies:
             self._start_reply(run_id, target)
 
@@ -126,6 +132,11 @@ class Outbound:
         process died before its first rows were written), and other pending rows. At start-up
         (`older_than_s` 0) that is everything; while running, only rows older than that.
         Returns how many replies and rows it took up."""
+        # On PostgreSQL other live processes drive the replies of the runs they execute: only
+        # replies of runs that ended a while ago, whose driver evidently died, are taken up (a
+        # run still going gets its reply from whoever executes it, after a takeover too).
+        shared = not self.services.settings.is_sqlite
+        horizon = older_than_s if not shared else max(older_than_s, self.shared_horizon_s)
         items = await outbox.stale_pending(self.services.sessions, older_than_s)
         ledgers = [i for i in items if i.kind == calls.RUN and i.run_id]
         taken = 0
@@ -136,6 +147,8 @@ class Outbound:
             ending = await self.ending_of(ledger.run_id)
             if ledger.run_id in self._replies:
                 continue
+            if shared and not await _ended_before(self.services.sessions, ledger.run_id, horizon):
+                continue
             reply = self._start_reply(ledger.run_id, resumed=True)
             taken += 1
             if ending is not None:
@@ -143,10 +156,7 @@ class Outbound:
             # Not final yet: a queued run is resubmitted and observed into this reply; a run
             # left `running` by a crash is queued again or marked failed by `runs.recover()`,
             # which may commit after the read above: the reply looks at the run until then.
-        # On PostgreSQL another live instance may be writing a new run's first rows right now:
-        # only runs clearly left behind are taken up there.
-        horizon = older_than_s if self.services.settings.is_sqlite else max(older_than_s, 30.0)
-        for run_id in await _runs_without_reply(self.services.sessions, horizon):
+        for run_id in await _runs_without_reply(self.services.sessions, horizon, ended=shared):
             if run_id in self._replies or run_id in self.no_target or self._closed:
                 continue
             ending = await self.ending_of(run_id)
@@ -163,12 +173,13 @@ class Outbound:
             if item.kind != calls.RUN
             and (item.run_id is None or item.run_id not in in_replies)
             and item.uuid not in self._inflight
+            and (not shared or item.run_id is None)  # a run's rows: its reply's, above
         ]
         if loose and not self._closed:
             taken += len(loose)
             self._spawn(self._deliver_in_order(loose), "feishu-outbox-sweep")
         if not self._closed:
-            taken += await card_sweep.settle(self, older_than_s)
+            taken += await card_sweep.settle(self, horizon)
         return taken
 
     def replies_in_progress(self) -> set[str]:
@@ -278,25 +289,42 @@ class Outbound:
 # Runs older than this are not looked at for a missing reply (they predate any crash worth
 # answering after; a restart a day later must not answer a day-old message).
 REPLY_HORIZON = timedelta(days=1)
+# PostgreSQL: a reply whose run ended this long ago and is still unfinished lost its driver.
+SHARED_HORIZON_S = 30.0
 
 
-async def _runs_without_reply(sessions: outbox.Sessions, older_than_s: float) -> list[str]:
+async def _runs_without_reply(
+    sessions: outbox.Sessions, older_than_s: float, *, ended: bool = False
+) -> list[str]:
     """Feishu runs with no reply ledger: the process died between queueing the run and
-    writing its reply's first rows (their card never went out)."""
+    writing its reply's first rows (their card never went out). `ended`: only runs that
+    finished more than `older_than_s` ago (on PostgreSQL a run still going gets its reply
+    from the process that executes it)."""
     now = utcnow()
+    before = now - timedelta(seconds=older_than_s)
     ledger = select(OutboxItem.id).where(OutboxItem.run_id == Run.id, OutboxItem.kind == calls.RUN)
+    query = select(Run.id).where(
+        Run.source == "feishu",
+        Run.created_at > now - REPLY_HORIZON,
+        Run.created_at < before,
+        ~ledger.exists(),
+    )
+    if ended:
+        query = query.where(Run.status.in_(FINAL_STATUSES), Run.finished_at < before)
     async with sessions() as session:
-        found = await session.scalars(
-            select(Run.id)
-            .where(
-                Run.source == "feishu",
-                Run.created_at > now - REPLY_HORIZON,
-                Run.created_at < now - timedelta(seconds=older_than_s),
-                ~ledger.exists(),
+        return list(await session.scalars(query.order_by(Run.created_at)))
+
+
+async def _ended_before(sessions: outbox.Sessions, run_id: str, older_than_s: float) -> bool:
+    """Whether the run ended more than `older_than_s` ago."""
+    before = utcnow() - timedelta(seconds=older_than_s)
+    async with sessions() as session:
+        found = await session.scalar(
+            select(Run.id).where(
+                Run.id == run_id, Run.status.in_(FINAL_STATUSES), Run.finished_at < before
             )
-            .order_by(Run.created_at)
         )
-        return list(found)
+    return found is not None
 
 
 def outbound_of(services: Services) -> Outbound:

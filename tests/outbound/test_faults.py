@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from rudder import texts
@@ -118,6 +119,7 @@ async def test_a_typing_indicator_added_just_before_a_crash_is_removed_after_the
     await bot.ob.close()
     fresh = type(bot.ob)(bot.rig.services)
     fresh.policy.base_s = 0.02
+    fresh.shared_horizon_s = 0.0  # PostgreSQL: the run ended long enough ago
     fresh.start()
     await fresh.wait_idle(10)
     await fresh.close()
@@ -177,3 +179,26 @@ async def test_notice_is_idempotent_by_key(bot: Bot) -> None:
             bot.rig.services, bot.integration_id, bot.chat_id, "hello", reply_to=None, key="k1"
         )
     assert [r["text"] for r in await bot.bot_messages()] == ["hello"]
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_process_starting_on_postgresql_leaves_live_replies_to_their_drivers(
+    bot: Bot,
+) -> None:
+    """Several processes share the database: a reply still pending whose run is going (or
+    ended a moment ago) belongs to the process executing it. A process starting meanwhile
+    must not drive it too (two typing reactions, two card entities, a card left streaming)."""
+    run_id, _ = await bot.ask(text="mine alone", pieces=2, delay=0.01)
+    await bot.wait_done(run_id)
+    async with bot.rig.services.sessions() as session, session.begin():
+        ledger = await session.scalar(
+            select(OutboxItem).where(OutboxItem.run_id == run_id, OutboxItem.kind == calls.RUN)
+        )
+        assert ledger is not None
+        ledger.status = "pending"  # as seen while its driver is still finishing it
+    fresh = type(bot.ob)(bot.rig.services)
+    assert await fresh.sweep(older_than_s=0.0) == 0  # ended a moment ago: not taken
+    fresh.shared_horizon_s = 0.0  # once its driver is evidently gone, it is taken up
+    assert await fresh.sweep(older_than_s=0.0) == 1
+    await fresh.wait_idle(10)
+    await fresh.close()
