@@ -326,3 +326,9 @@ def parse_event(payload: bytes | dict[str, Any]) -> InboundEvent:
         payload=stored,
         message=message,
     )
+
+
+def content_text(message_type: str, content: str) -> str | None:
+    """A text or post message's text, its `@_user_N` placeholders kept (the message history
+    API returns messages in this same content form)."""
+    return _text_of(message_type, content, []).text

@@ -173,7 +173,8 @@ async def list_messages(request: Request) -> Response:
     if chat.chat_type == "group" and not app.has_scope(*GROUP_SCOPES):
         return access_denied(GROUP_SCOPES)
     joined = chat.joined_at.get(app.app_id, chat.created_at)
-    messages = [m for m in messages if m.create_time >= joined]
+    if not chat.history_before_join:
+        messages = [m for m in messages if m.create_time >= joined]
     if id_type == "chat":  # the thread container takes no time range
         if start is not None:
             messages = [m for m in messages if m.create_time >= start]
