@@ -9,6 +9,7 @@ threads (their roots only); `thread` lists one thread, root included (no time ra
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -164,6 +165,8 @@ async def list_messages(request: Request) -> Response:
         if found is None:
             return fail(INVALID_PARAM, "invalid page_token")
         offset = found
+    if sandbox.settings.history_delay_s > 0:
+        await asyncio.sleep(sandbox.settings.history_delay_s)
     container = _container(sandbox, app, id_type, container_id)
     if isinstance(container, Response):
         return container

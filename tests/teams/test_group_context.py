@@ -11,10 +11,11 @@ import sys
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import pytest
 from markupsafe import escape
 
 from rudder import texts
-from rudder.feishu import registration
+from rudder.feishu import group_context, registration
 from rudder.feishu.group_context import GROUP_SCOPE
 from rudder.runtimes import _context
 from rudder.runtimes._payload import cli_prompt
@@ -136,6 +137,22 @@ async def test_off_by_default_and_no_history_call_until_both_switches_are_on(
     await say(rig, chat, t.ada, "fifth question", **_at(t))
     given = await _answer(rig, t, "fifth question")
     assert "we ship on friday" in _texts(given)
+
+
+async def test_a_slow_history_api_does_not_hold_the_reply(
+    rig: FeishuRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_context, "FETCH_TIMEOUT_S", 0.3)
+    t = await _team(rig)
+    chat = await group(rig, "Room", [t.ada, t.bob], [t.app])
+    await _policy(rig, t, chat, context=True)
+    await say(rig, chat, t.bob, "said before")
+    await rig.control("PATCH", "/settings", json={"history_delay_s": 2.0})
+    await say(rig, chat, t.ada, "quick, please", **_at(t))
+    assert await _answer(rig, t, "quick, please") is None  # answered without the context
+    await rig.control("PATCH", "/settings", json={"history_delay_s": 0.0})
+    await say(rig, chat, t.ada, "and now?", **_at(t))
+    assert _texts(await _answer(rig, t, "and now?")) == ["said before"]
 
 
 async def test_two_topics_in_one_group_never_mix(rig: FeishuRig) -> None:
@@ -365,3 +382,52 @@ async def test_bounds_are_checked_and_connect_asks_for_the_permission_only_when_
         )
         assert setup.status_code == 201, setup.text
         assert (GROUP_SCOPE in scopes_of(setup.json()["verification_url"])) is enabled
+
+
+async def test_the_tab_edits_both_switches_and_members_cannot(rig: FeishuRig) -> None:
+    t = await _team(rig, agent_context=False)
+    page = (await rig.client.get(f"/agents/{t.agent['id']}/integrations")).text
+    assert 'data-testid="group-context-switch"' in page
+    assert 'data-testid="context-agent-off"' in page
+    r = await rig.client.post(
+        f"/agents/{t.agent['id']}/integrations/group-context", data={"enabled": "1"}
+    )
+    assert r.status_code == 303
+    page = (await rig.client.get(f"/agents/{t.agent['id']}/integrations")).text
+    assert 'data-testid="context-agent-off"' not in page
+    form = {"chat_id": "*", "answers": "1", "require_mention": "1", "audience": "members"}
+    r = await rig.client.post(
+        f"/agents/{t.agent['id']}/integrations/chat-policy",
+        data={**form, "context": "1", "context_messages": "5", "context_hours": "2"},
+    )
+    assert r.status_code == 303, r.text
+    base = f"/api/agents/{t.agent['id']}/integrations/feishu/chat-policies"
+    [row] = (await rig.client.get(base)).json()
+    assert (row["context"], row["context_messages"], row["context_hours"]) == (True, 5, 2)
+    assert row["context_chars"] == 8000
+    bad = await rig.client.post(
+        f"/agents/{t.agent['id']}/integrations/chat-policy",
+        data={**form, "context": "1", "context_messages": "many"},
+    )
+    assert bad.status_code == 422
+    detail = texts.CHAT_POLICY_BAD_CONTEXT.format(field="context_messages", low=1, high=50)
+    assert str(escape(detail)) in bad.text
+    # A member (not an owner or admin) can neither read nor turn the agent's switch.
+    from rudder.domain import auth, orgs
+
+    async with rig.services.sessions() as session, session.begin():
+        _, member = await orgs.add_member(
+            session, t.org_id, "m@context.test", "Member", "member", "test"
+        )
+        await session.flush()
+        _, token = await auth.issue_token(session, org_id=t.org_id, name="m", user_id=member.id)
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"/api/agents/{t.agent['id']}/integrations/feishu/group-context"
+    assert (await rig.client.get(url, headers=headers)).status_code == 403
+    r = await rig.client.put(url, json={"enabled": False}, headers=headers)
+    assert r.status_code == 403
+    page_r = await rig.client.post(
+        f"/agents/{t.agent['id']}/integrations/group-context", data={}, headers=headers
+    )
+    assert page_r.status_code in (403, 404)
+    assert (await rig.client.get(url)).json()["enabled"] is True
