@@ -53,6 +53,7 @@ BOT_ADDED = "im.chat.member.bot.added_v1"
 FETCH_TIMEOUT_S = 4.0  # the reply waits for this at most
 PAGE_SIZE_MAX = 50  # Feishu's page_size limit
 MAX_PAGES = 3  # left-out messages (topics, cards, bots) may need a second page; never many
+OLD_ROWS_READ = 500
 TRUNCATED_MIN = 40  # a message cut shorter than this is dropped instead
 NAME_MAX = 80
 _PLACEHOLDER = re.compile(r"@_user_\d+|@_all")
@@ -182,21 +183,35 @@ def _created_ms(payload: dict[str, Any]) -> int | None:
 async def joined_ms(services: Services, integration_id: str, chat_id: str) -> int | None:
     """When the bot (last) joined the chat, by Feishu's clock; None when nothing is known."""
     async with services.sessions() as session:
-        added = await session.execute(
+        added = await session.scalar(
             select(InboundEvent.payload)
             .where(
                 InboundEvent.integration_id == integration_id,
+                InboundEvent.chat_id == chat_id,
                 InboundEvent.event_type == BOT_ADDED,
             )
             .order_by(InboundEvent.received_at.desc())
-            .limit(500)
+            .limit(1)
         )
-        for (payload,) in added:
-            event = payload.get("event") if isinstance(payload, dict) else None
-            if isinstance(event, dict) and event.get("chat_id") == chat_id:
-                found = _created_ms(payload)
-                if found is not None:
-                    return found
+        if added is None:
+            # Rows recorded before the inbox kept a membership event's chat: read the payload.
+            older = await session.execute(
+                select(InboundEvent.payload)
+                .where(
+                    InboundEvent.integration_id == integration_id,
+                    InboundEvent.chat_id.is_(None),
+                    InboundEvent.event_type == BOT_ADDED,
+                )
+                .order_by(InboundEvent.received_at.desc())
+                .limit(OLD_ROWS_READ)
+            )
+            added = next(
+                (p for (p,) in older if _obj(_obj(p).get("event")).get("chat_id") == chat_id),
+                None,
+            )
+        found = _created_ms(added) if isinstance(added, dict) else None
+        if found is not None:
+            return found
         # Already in the group when connected: the first event from the chat stands for it.
         first = await session.scalar(
             select(InboundEvent.payload)
@@ -377,4 +392,3 @@ async def _named(
             }
         )
     return out
-

@@ -432,3 +432,43 @@ async def test_the_tab_edits_both_switches_and_members_cannot(rig: FeishuRig) ->
     )
     assert page_r.status_code in (403, 404)
     assert (await rig.client.get(url)).json()["enabled"] is True
+
+
+async def test_when_the_bot_joined_a_chat(rig: FeishuRig) -> None:
+    """The newest bot-added event of the chat (also on rows recorded before the inbox kept a
+    membership event's chat); without one, the first event Rudder has from the chat."""
+    from datetime import timedelta
+
+    from rudder.db.models import InboundEvent, utcnow
+    from rudder.feishu.group_context import BOT_ADDED, joined_ms
+
+    t = await team(rig)
+    now = utcnow()
+
+    def row(n: int, event_type: str, chat: str | None, event: dict[str, Any]) -> InboundEvent:
+        return InboundEvent(
+            integration_id=t.integration_id,
+            app_id=t.app["app_id"],
+            event_id=f"ev-{n}",
+            event_type=event_type,
+            chat_id=chat,
+            payload={"header": {"create_time": str(1_000 * n)}, "event": event},
+            received_at=now + timedelta(seconds=n),
+            outcome="ignored",
+        )
+
+    message = "im.message.receive_v1"
+    async with rig.services.sessions() as session, session.begin():
+        session.add_all(
+            [
+                row(1, BOT_ADDED, "oc_new", {"chat_id": "oc_new"}),
+                row(2, BOT_ADDED, "oc_new", {"chat_id": "oc_new"}),  # removed and added again
+                row(3, BOT_ADDED, None, {"chat_id": "oc_old"}),  # an older row: no chat_id
+                row(4, message, "oc_before", {"message": {"create_time": "4500"}}),
+                row(5, message, "oc_before", {"message": {"create_time": "5500"}}),
+            ]
+        )
+    assert await joined_ms(rig.services, t.integration_id, "oc_new") == 2_000
+    assert await joined_ms(rig.services, t.integration_id, "oc_old") == 3_000
+    assert await joined_ms(rig.services, t.integration_id, "oc_before") == 4_500
+    assert await joined_ms(rig.services, t.integration_id, "oc_never") is None

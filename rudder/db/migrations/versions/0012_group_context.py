@@ -1,5 +1,6 @@
-"""group context: agents.group_context, the context fields of a chat policy, and
-feishu_group_contexts (the messages fetched for one Feishu message, kept for its run)
+"""group context: agents.group_context, the context fields of a chat policy,
+feishu_group_contexts (the messages fetched for one Feishu message, kept for its run), and an
+index of a bot's events by chat (when it joined a chat)
 
 Revision ID: 0012_group_context
 Revises: 0010_chat_policies
@@ -64,7 +65,15 @@ def upgrade() -> None:
     )
 
 
+    op.create_index(
+        "ix_inbound_events_integration_chat",
+        "inbound_events",
+        ["integration_id", "chat_id", "received_at"],
+    )
+
+
 def downgrade() -> None:
+    op.drop_index("ix_inbound_events_integration_chat", "inbound_events")
     op.drop_index("ix_feishu_group_contexts_integration_id", "feishu_group_contexts")
     op.drop_table("feishu_group_contexts")
     drop_columns(
