@@ -38,9 +38,10 @@ class ChatPolicyIn(Input):
     quiet: bool | None = None
     # Group context (rudder.feishu.group_context); the agent's switch must be on too.
     context: bool | None = None
-    context_messages: int | None = None
-    context_hours: int | None = None
-    context_chars: int | None = None
+    # Whole numbers only (true is not 1); the ranges are chat_policy.CONTEXT_LIMITS.
+    context_messages: int | None = Field(default=None, strict=True)
+    context_hours: int | None = Field(default=None, strict=True)
+    context_chars: int | None = Field(default=None, strict=True)
 
 
 class ChatPolicyOut(Model):
