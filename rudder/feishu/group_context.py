@@ -15,7 +15,8 @@ it. What is kept for the run (`feishu_group_contexts`) is never:
   the chat stands for it (the bot was surely in the chat by then), so nothing older is given;
 - the message answered, what came after it, or what the conversation already holds (the
   messages it posted, the bot's own replies and notices);
-- a card (the reply cards of bots: their buttons and status lines are noise, not talk).
+- a card (the reply cards of bots: their buttons and status lines are noise, not talk), or a
+  notice a Rudder bot sent (binding prompts, "send text" and the like: its outbox says so).
 
 Bounded by count, age (from the message answered) and characters (newest first: the oldest are
 the ones dropped). Senders are named with the name resolver (names.py), then the bindings' names.
@@ -35,10 +36,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rudder.db.models import Agent, InboundEvent, Integration, Message
+from rudder.db.models import Agent, InboundEvent, Integration, Message, OutboxItem
 from rudder.db.models_policy import GroupContext
 from rudder.domain import activity
-from rudder.feishu import names
+from rudder.feishu import names, reply_calls
 from rudder.feishu.chat_policy import Policy
 from rudder.feishu.errors import PERMISSION_DENIED, FeishuError
 from rudder.feishu.events import InboundEvent as Event
@@ -298,10 +299,12 @@ async def _gather(
     for _ in range(MAX_PAGES):
         body = await bot.call("GET", PATH, params=params)
         data = _obj(body.get("data"))
+        items = [i for i in data.get("items") or [] if isinstance(i, dict)]
+        notices = await _rudder_notices(services, items)
         older = False
-        for item in data.get("items") or []:
-            if not isinstance(item, dict):
-                continue
+        for item in items:
+            if item.get("message_id") in notices:
+                continue  # a Rudder bot's notice (binding prompts, "send text", …): noise
             at = _ms(item.get("create_time"))
             if at is None or at >= trigger_ms or item.get("message_id") in known:
                 continue
@@ -327,6 +330,26 @@ async def _gather(
             break
         params["page_token"] = str(token)
     return await _named(services, integration, _bounded(picked, bounds.chars))
+
+
+async def _rudder_notices(services: Services, items: list[dict[str, Any]]) -> set[str]:
+    """The bots' messages among `items` that are notices a Rudder bot sent (its outbox)."""
+    sent_by_bots = [
+        str(i.get("message_id"))
+        for i in items
+        if _obj(i.get("sender")).get("id_type") == "app_id" and i.get("message_id")
+    ]
+    if not sent_by_bots:
+        return set()
+    async with services.sessions() as session:
+        return set(
+            await session.scalars(
+                select(OutboxItem.feishu_message_id).where(
+                    OutboxItem.feishu_message_id.in_(sent_by_bots),
+                    OutboxItem.kind == reply_calls.NOTICE,
+                )
+            )
+        )
 
 
 def _bounded(picked: list[dict[str, Any]], chars: int) -> list[dict[str, Any]]:

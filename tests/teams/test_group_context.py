@@ -480,3 +480,34 @@ async def test_when_the_bot_joined_a_chat(rig: FeishuRig) -> None:
     assert await joined_ms(rig.services, t.integration_id, "oc_old") == 3_000
     assert await joined_ms(rig.services, t.integration_id, "oc_before") == 4_500
     assert await joined_ms(rig.services, t.integration_id, "oc_never") is None
+
+
+async def test_another_rudder_bots_notices_are_not_context(rig: FeishuRig) -> None:
+    from tests.routing.dialogue import bot_texts, connected_bot
+
+    t = await _team(rig)
+    other = (
+        await rig.client.post(
+            f"/api/orgs/{t.org_id}/agents",
+            json={
+                "name": "Scout",
+                "runtime_type": t.agent["runtime_type"],
+                "runtime_config": t.agent["runtime_config"],
+            },
+        )
+    ).json()
+    _, scout = await connected_bot(rig, other)
+    chat = await group(rig, "Two bots", [t.ada], [t.app, scout])
+    await _policy(rig, t, chat, context=True)
+    # Ada is linked to no member through Scout's bot: Scout answers with a notice in the group.
+    await say(rig, chat, t.ada, "hello scout", mention_app_ids=[scout["app_id"]])
+
+    async def noticed() -> bool:
+        return bool(await bot_texts(rig, chat))
+
+    await wait_for(noticed, timeout=15)
+    [notice] = await bot_texts(rig, chat)
+    await say(rig, chat, t.ada, "who spoke?", **_at(t))
+    kept = _texts(await _answer(rig, t, "who spoke?"))
+    assert kept == ["@Scout hello scout"], kept
+    assert notice not in kept
