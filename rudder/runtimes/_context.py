@@ -7,8 +7,8 @@ Always apart from the conversation and marked as untrusted context, never as ins
 - claude_local / codex_local / openai: a text block before the message answered (`block`).
 
 In the text block every message is one entry starting with `- [time] sender:`, its further
-lines indented, and only the block's own heading and end line start at the margin: a message's
-text can't close the block or pose as another sender.
+lines indented, and only the block's own heading, notice and end line start at the margin: a
+message's text can't close the block or pose as another sender.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Any one of im:message, im:message:readonly or im:message.history:readonly allows the call, and
 only p2p history is readable with it: a group's history also needs "read all messages in
 groups" (im:message.group_msg). The bot must be in the chat, and it never sees what was said
-before it joined. `container_id_type=chat` lists a chat's messages without the replies inside
+before it joined (unless a test made the chat with `history_before_join`, to prove a client cuts
+that off itself). `container_id_type=chat` lists a chat's messages without the replies inside
 threads (their roots only); `thread` lists one thread, root included (no time range there).
 """
 
