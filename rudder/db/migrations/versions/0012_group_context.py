@@ -64,7 +64,6 @@ def upgrade() -> None:
         "ix_feishu_group_contexts_integration_id", "feishu_group_contexts", ["integration_id"]
     )
 
-
     op.create_index(
         "ix_inbound_events_integration_chat",
         "inbound_events",
