@@ -23,6 +23,7 @@ from rudder.db.models import (
     Agent,
     Attachment,
     Conversation,
+    GroupContext,
     Message,
     Run,
     RunEventRow,
@@ -45,6 +46,7 @@ from rudder.runtimes import policy as runtime_policy
 from rudder.runtimes import skills as skill_delivery
 from rudder.runtimes.base import (
     ChatMessage,
+    ContextMessage,
     RunContext,
     RunEvent,
     RunEventKind,
@@ -324,6 +326,7 @@ class InProcessRunQueue:
                 session, conv.id, HISTORY_LIMIT, up_to_seq=trigger.seq if trigger else None
             )
             names = await _author_names(session, conv, history)
+            group_context = await _group_context(session, conv, trigger)
             trigger_files = (
                 (await media_attachments.for_messages(session, [trigger.id])).get(trigger.id, [])
                 if trigger is not None
@@ -374,6 +377,7 @@ class InProcessRunQueue:
                 resolve_secret=self._secret_resolver(agent.org_id),
                 session_id=conv.runtime_session_id,
                 allow_private_urls=self.policy.allow_private_urls,
+                group_context=group_context,
             )
             ctx.extra[_TRIGGER_FILES] = trigger_files
             paused = agent.status != "active"
@@ -576,6 +580,33 @@ class InProcessRunQueue:
                     "paused_agent_ids": enforcement.paused_agent_ids,
                 },
             )
+
+
+async def _group_context(
+    session: AsyncSession, conv: Conversation, trigger: Message | None
+) -> list[ContextMessage]:
+    """The group's recent messages routing kept for the Feishu message this run answers."""
+    if trigger is None or not conv.integration_id or not trigger.external_message_id:
+        return []
+    items = await session.scalar(
+        select(GroupContext.items).where(
+            GroupContext.integration_id == conv.integration_id,
+            GroupContext.message_id == trigger.external_message_id,
+        )
+    )
+    found = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("text"), str):
+            found.append(
+                ContextMessage(
+                    sender=str(item.get("sender") or "?"),
+                    sender_type=str(item.get("sender_type") or "user"),
+                    sent_at=str(item.get("sent_at") or ""),
+                    text=item["text"],
+                    message_id=str(item.get("message_id") or ""),
+                )
+            )
+    return found
 
 
 async def _author_names(

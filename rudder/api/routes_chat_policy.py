@@ -12,11 +12,22 @@ from rudder.api.deps import ActorDep, ServicesDep, SessionDep, load_agent
 from rudder.api.schemas import Input, Model, error_responses
 from rudder.db.models import Integration
 from rudder.domain.errors import NotFound
-from rudder.feishu import chat_policy
+from rudder.feishu import chat_policy, group_context
 from rudder.feishu import connect as connecting
 
 router = APIRouter(prefix="/api", tags=["feishu"])
 BASE = "/agents/{agent_id}/integrations/feishu/chat-policies"
+CONTEXT = "/agents/{agent_id}/integrations/feishu/group-context"
+
+
+class GroupContextIn(Input):
+    enabled: bool
+
+
+class GroupContextOut(Model):
+    enabled: bool
+    # Feishu refused this bot a group's messages lately: the permission to add (else None).
+    missing_scope: str | None = None
 
 
 class ChatPolicyIn(Input):
@@ -25,6 +36,12 @@ class ChatPolicyIn(Input):
     audience: Literal["members", "tenant"] | None = None
     default_user_id: str | None = Field(default=None, max_length=64)
     quiet: bool | None = None
+    # Group context (rudder.feishu.group_context); the agent's switch must be on too.
+    context: bool | None = None
+    # Whole numbers only (true is not 1); the ranges are chat_policy.CONTEXT_LIMITS.
+    context_messages: int | None = Field(default=None, strict=True)
+    context_hours: int | None = Field(default=None, strict=True)
+    context_chars: int | None = Field(default=None, strict=True)
 
 
 class ChatPolicyOut(Model):
@@ -34,6 +51,10 @@ class ChatPolicyOut(Model):
     audience: str
     default_user_id: str | None
     quiet: bool
+    context: bool
+    context_messages: int
+    context_hours: int
+    context_chars: int
     updated_at: datetime
     updated_by: str | None
 
@@ -86,3 +107,42 @@ async def delete_chat_policy(
     integration = await _integration(session, services, actor, agent_id)
     await chat_policy.clear_policy(session, integration, chat_id, actor=actor.label)
     await session.commit()
+
+
+@router.get(CONTEXT, response_model=GroupContextOut, responses=error_responses(403))
+async def get_group_context(
+    agent_id: str, actor: ActorDep, session: SessionDep, services: ServicesDep
+) -> GroupContextOut:
+    """The agent's switch for group context (each group's policy says where and how much)."""
+    agent = await load_agent(session, actor, agent_id)
+    await connecting.require_bot_manager(services, agent, actor.label)
+    return await _context_out(session, services, agent.id, agent.group_context)
+
+
+@router.put(CONTEXT, response_model=GroupContextOut, responses=error_responses(403))
+async def put_group_context(
+    agent_id: str,
+    body: GroupContextIn,
+    actor: ActorDep,
+    session: SessionDep,
+    services: ServicesDep,
+) -> GroupContextOut:
+    """Turn group context on or off for this agent; a Connect after this asks for the
+    permission to read group messages when on. Owners and admins only, as every bot setting."""
+    agent = await load_agent(session, actor, agent_id)
+    await connecting.require_bot_manager(services, agent, actor.label)
+    await group_context.set_enabled(session, agent, body.enabled, actor=actor.label)
+    await session.commit()
+    return await _context_out(session, services, agent.id, body.enabled)
+
+
+async def _context_out(
+    session: SessionDep, services: ServicesDep, agent_id: str, enabled: bool
+) -> GroupContextOut:
+    integration = await connecting.integration_for_agent(session, agent_id)
+    missing = (
+        group_context.GROUP_SCOPE
+        if integration is not None and group_context.scope_missing(services, integration.id)
+        else None
+    )
+    return GroupContextOut(enabled=enabled, missing_scope=missing)

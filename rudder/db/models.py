@@ -25,7 +25,7 @@ from rudder.db.models_feishu import (
     SetupSession,
 )
 from rudder.db.models_media import Attachment, BlobChunk
-from rudder.db.models_policy import ChatPolicy
+from rudder.db.models_policy import ChatPolicy, GroupContext
 from rudder.db.models_reads import ConversationRead
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "Conversation",
     "ConversationRead",
     "FeishuUserBinding",
+    "GroupContext",
     "InboundEvent",
     "Instance",
     "Integration",

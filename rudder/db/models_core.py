@@ -98,6 +98,9 @@ class Agent(Base):
     budget_hard_stop: Mapped[bool] = mapped_column(default=True)
     # A run cut short by a crash of Rudder is run again once (off for agents with side effects).
     rerun_interrupted: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
+    # May the agent be given the recent messages of a Feishu group it is addressed in (each
+    # group's policy says whether and how many)? On: Connect also asks for the permission.
+    group_context: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Secret(Base):

@@ -108,6 +108,8 @@ class InboundEvent(Base):
         UniqueConstraint("app_id", "event_id"),
         Index("ix_inbound_events_integration_received", "integration_id", "received_at"),
         Index("ix_inbound_events_app_message", "app_id", "message_id"),
+        # A bot's events in one chat by time: when it joined (group_context.py), its groups.
+        Index("ix_inbound_events_integration_chat", "integration_id", "chat_id", "received_at"),
     )
 
     integration_id: Mapped[str] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))

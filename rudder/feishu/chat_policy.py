@@ -33,12 +33,34 @@ class Policy:
     audience: str = "members"
     default_user_id: str | None = None
     quiet: bool = False
+    # Group context (group_context.py): off by default; the bounds apply when it is on.
+    context: bool = False
+    context_messages: int = 20
+    context_hours: int = 24
+    context_chars: int = 8000
     # Where it came from: "chat" (this group's row), "bot" (the "*" row) or "default".
     source: str = "default"
 
 
 DEFAULT = Policy()
-FIELDS = ("answers", "require_mention", "audience", "default_user_id", "quiet")
+FIELDS = (
+    "answers",
+    "require_mention",
+    "audience",
+    "default_user_id",
+    "quiet",
+    "context",
+    "context_messages",
+    "context_hours",
+    "context_chars",
+)
+# The bounds a group's context may be given: one history page (50, Feishu's page size limit),
+# a month, and 32 000 characters (a large prompt stays large, not unbounded).
+CONTEXT_LIMITS = {
+    "context_messages": (1, 50),
+    "context_hours": (1, 720),
+    "context_chars": (200, 32_000),
+}
 
 
 def _policy(row: ChatPolicy, source: str) -> Policy:
@@ -48,6 +70,10 @@ def _policy(row: ChatPolicy, source: str) -> Policy:
         audience=row.audience,
         default_user_id=row.default_user_id,
         quiet=row.quiet,
+        context=row.context,
+        context_messages=row.context_messages,
+        context_hours=row.context_hours,
+        context_chars=row.context_chars,
         source=source,
     )
 
@@ -136,6 +162,10 @@ async def set_policy(
     elif merged["default_user_id"] is None:
         raise Invalid(texts.CHAT_POLICY_NEEDS_MEMBER)
     await _check_default_user(session, integration.org_id, merged["default_user_id"])
+    for field, (low, high) in CONTEXT_LIMITS.items():
+        value = merged[field]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise Invalid(texts.CHAT_POLICY_BAD_CONTEXT.format(field=field, low=low, high=high))
     if row is None:
         row = ChatPolicy(integration_id=integration.id, chat_id=chat_id)
         session.add(row)

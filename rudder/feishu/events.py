@@ -326,3 +326,22 @@ def parse_event(payload: bytes | dict[str, Any]) -> InboundEvent:
         payload=stored,
         message=message,
     )
+
+
+MEMBERSHIP_EVENTS = frozenset({"im.chat.member.bot.added_v1", "im.chat.member.bot.deleted_v1"})
+
+
+def membership_chat(event: InboundEvent) -> str | None:
+    """The chat a bot was added to or removed from (kept on the inbox row, so the bot's join
+    time in a chat is one indexed lookup: group_context.py)."""
+    if event.event_type not in MEMBERSHIP_EVENTS:
+        return None
+    body = event.payload.get("event")
+    chat_id = body.get("chat_id") if isinstance(body, dict) else None
+    return chat_id if isinstance(chat_id, str) and chat_id else None
+
+
+def content_text(message_type: str, content: str) -> str | None:
+    """A text or post message's text, its `@_user_N` placeholders kept (the message history
+    API returns messages in this same content form)."""
+    return _text_of(message_type, content, []).text

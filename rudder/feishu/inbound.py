@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from rudder.db.models import InboundEvent as InboundRow
 from rudder.db.models import Message, new_id, utcnow
-from rudder.feishu.events import InboundEvent, parse_event
+from rudder.feishu.events import InboundEvent, membership_chat, parse_event
 from rudder.feishu.inbox_writer import InboxWriter, Received
 from rudder.services import Services
 
@@ -83,7 +83,7 @@ class InboundPipeline:
                 "event_id": event.event_id,
                 "event_type": event.event_type,
                 "message_id": msg.message_id if msg else None,
-                "chat_id": msg.chat_id if msg else None,
+                "chat_id": msg.chat_id if msg else membership_chat(event),
                 "chat_type": msg.chat_type if msg else None,
                 "sender_open_id": msg.sender_open_id if msg else None,
                 "payload": event.payload,

@@ -48,6 +48,10 @@ BOT_SCOPES = [
     "contact:user.base:readonly",
     "im:chat:readonly",
 ]
+# Group context (group_context.py): reading a group's message history needs "read all
+# messages in groups" besides im:message (message.list doc). Asked for only when the agent
+# opted in: it is a sensitive permission, and with it Feishu delivers every group message.
+GROUP_CONTEXT_SCOPES = ["im:message.group_msg"]
 BOT_EVENTS = [
     "im.message.receive_v1",
     "im.chat.member.bot.added_v1",
@@ -91,9 +95,10 @@ def encode_addons(addons: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def bot_addons() -> dict[str, Any]:
+def bot_addons(*, group_context: bool = False) -> dict[str, Any]:
+    scopes = BOT_SCOPES + (GROUP_CONTEXT_SCOPES if group_context else [])
     return {
-        "scopes": {"tenant": BOT_SCOPES},
+        "scopes": {"tenant": scopes},
         "events": {"items": {"tenant": BOT_EVENTS}},
         # Presses on the reply card's Stop and New conversation buttons (card_actions).
         "callbacks": {"items": BOT_CALLBACKS},
@@ -101,7 +106,13 @@ def bot_addons() -> dict[str, Any]:
 
 
 def verification_url(
-    region: Region, user_code: str, *, name: str, desc: str, base_url_override: str | None = None
+    region: Region,
+    user_code: str,
+    *,
+    name: str,
+    desc: str,
+    base_url_override: str | None = None,
+    group_context: bool = False,
 ) -> str:
     # The official CLI builds /page/cli on the open host; the returned /page/launcher link has been
     # reported to show "link expired" for these codes (reference §2.3).
@@ -112,7 +123,7 @@ def verification_url(
             "from": "rudder",
             "name": name,
             "desc": desc,
-            "addons": encode_addons(bot_addons()),
+            "addons": encode_addons(bot_addons(group_context=group_context)),
             "createOnly": "true",
         }
     )

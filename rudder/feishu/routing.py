@@ -6,9 +6,11 @@ in the agent's Integrations tab, so "why didn't the bot answer?" always has an a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +26,7 @@ from rudder.db.models import (
 from rudder.db.models import InboundEvent as InboundRow
 from rudder.domain import budgets
 from rudder.domain import runs as runs_domain
-from rudder.feishu import bindings, chat_policy, handoff, names
+from rudder.feishu import bindings, chat_policy, group_context, handoff, names
 from rudder.feishu.chat_convs import (
     binding_of,
     bound_conversation,
@@ -195,7 +197,15 @@ async def route(
         if await chat.posted_message(session, conv, message.message_id) is not None:
             return "processed", "message was already posted; not posted again"
         await session.commit()  # a new chat's conversation and binding
-    fetched = await _fetch_media(services, integration, message)
+        agent = await session.get(Agent, integration.agent_id)
+    # The group's recent messages, when the agent and this group's policy ask for them, are
+    # read while the attachments download; neither holds a transaction open.
+    bounds = group_context.bounds_for(agent, policy, message.chat_type)
+    fetched, context = await asyncio.gather(
+        _fetch_media(services, integration, message),
+        _group_context(services, integration, message, event, bounds, conv.id),
+    )
+    context_note = _context_summary(services, integration.id, bounds, context)
     conv_id = conv.id
     try:
         async with services.sessions() as session:
@@ -250,7 +260,41 @@ async def route(
             in_thread=conv.external_thread_id is not None,
         ),
     )
-    return "processed", "queued a run" + media_inbound.summary(fetched)
+    return "processed", "queued a run" + media_inbound.summary(fetched) + context_note
+
+
+async def _group_context(
+    services: Services,
+    integration: Integration,
+    message: InboundMessage,
+    event: InboundEvent,
+    bounds: group_context.Bounds | None,
+    conversation_id: str,
+) -> list[dict[str, Any]] | None:
+    """The context kept for the run (None: off); stored before the run is queued."""
+    if bounds is None:
+        return None
+    items = await group_context.gather(
+        services, integration, message, event, bounds, conversation_id
+    )
+    if items:
+        await group_context.keep(services, integration.id, message.message_id, items)
+    return items
+
+
+def _context_summary(
+    services: Services,
+    integration_id: str,
+    bounds: group_context.Bounds | None,
+    context: list[dict[str, Any]] | None,
+) -> str:
+    if bounds is None or context is None:
+        return ""
+    if not context and group_context.scope_missing(services, integration_id):
+        return f"; no group context: the app lacks the {group_context.GROUP_SCOPE} permission"
+    if not context:
+        return "; no group context"
+    return f"; with {len(context)} earlier message(s) of the group as context"
 
 
 async def _fetch_media(

@@ -147,6 +147,7 @@ class SetupPoller:
                     name=agent.name,
                     desc=DESCRIPTION.format(name=agent.name),
                     base_url_override=services.settings.feishu_base_url,
+                    group_context=agent.group_context,
                 ),
                 poll_interval_s=max(1, round(begun.interval_s)),
                 poll_host=reg.BEGIN_REGION.value,

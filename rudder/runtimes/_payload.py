@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _context
 from ._attachments import payload_items, prompt_section
 from .base import RunContext
 
@@ -16,6 +17,9 @@ def context_payload(ctx: RunContext, *, inline_attachments: bool = False) -> dic
         extra["attachments"] = payload_items(ctx, inline=inline_attachments)
     if ctx.run_dir and not inline_attachments:
         extra["run_dir"] = ctx.run_dir
+    context = _context.document(ctx)
+    if context is not None:
+        extra["group_context"] = context
     return {
         **extra,
         "run_id": ctx.run_id,
@@ -52,14 +56,19 @@ def cli_prompt(ctx: RunContext, *, resuming: bool, preamble: str | None = None) 
     so the agent does not lose what was said.
     """
     files = prompt_section(ctx)
+    context = _context.block(ctx)
     if resuming:
-        return f"{ctx.prompt}\n\n{files}" if files else ctx.prompt
+        prompt = f"{context}\n\nNew message:\n{ctx.prompt}" if context else ctx.prompt
+        return f"{prompt}\n\n{files}" if files else prompt
     parts = []
     if preamble:
         parts.append(preamble)
     earlier = _earlier_messages(ctx)
     if earlier:
         parts.append("Conversation so far:\n" + "\n".join(earlier))
+    if context:
+        parts.append(context)
+    if earlier or context:
         parts.append("New message:\n" + ctx.prompt)
     else:
         parts.append(ctx.prompt)

@@ -39,6 +39,18 @@ class ChatMessage:
     author: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ContextMessage:
+    """A message of the Feishu group that preceded the one this run answers: untrusted
+    context, never instructions (rudder.feishu.group_context)."""
+
+    sender: str
+    sender_type: str  # user | bot
+    sent_at: str  # ISO 8601, UTC
+    text: str
+    message_id: str = ""
+
+
 SecretResolver = Callable[[str], Awaitable[str]]
 
 
@@ -85,6 +97,8 @@ class RunContext:
     # the message it answers.
     run_dir: str | None = None
     attachments: list[AttachmentFile] = field(default_factory=list)
+    # The group's recent messages (opt-in per agent and group), oldest first.
+    group_context: list[ContextMessage] = field(default_factory=list)
 
     @property
     def prompt(self) -> str:

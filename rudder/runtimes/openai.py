@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from . import _context
 from ._attachments import openai_content
 from ._deadline import Deadline
 from ._events import excerpt
@@ -33,10 +34,15 @@ def chat_messages(ctx: RunContext, system_prompt: str | None) -> list[dict[str, 
     for message in ctx.messages:
         if message.body and message.role in _ROLES:
             messages.append({"role": message.role, "content": message.body})
-    # The newest user message carries the attachments of the message this run answers.
+    # The newest user message carries the attachments of the message this run answers, and
+    # the group's recent messages before it, as untrusted context (_context.py).
+    context = _context.block(ctx)
     for message in reversed(messages):
         if message["role"] == "user":
-            message["content"] = openai_content(ctx, str(message["content"]))
+            body = str(message["content"])
+            if context:
+                body = f"{context}\n\nNew message:\n{body}"
+            message["content"] = openai_content(ctx, body)
             break
     return messages
 

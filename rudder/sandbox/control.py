@@ -249,6 +249,7 @@ async def create_chat(sandbox: Sandbox, request: Request, body: dict[str, Any]) 
         name if isinstance(name, str) else None,
         mode if isinstance(mode, str) else None,
     )
+    chat.history_before_join = body.get("history_before_join") is True
     return chat.public()
 
 

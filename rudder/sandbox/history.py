@@ -3,12 +3,14 @@
 Any one of im:message, im:message:readonly or im:message.history:readonly allows the call, and
 only p2p history is readable with it: a group's history also needs "read all messages in
 groups" (im:message.group_msg). The bot must be in the chat, and it never sees what was said
-before it joined. `container_id_type=chat` lists a chat's messages without the replies inside
+before it joined (unless a test made the chat with `history_before_join`, to prove a client cuts
+that off itself). `container_id_type=chat` lists a chat's messages without the replies inside
 threads (their roots only); `thread` lists one thread, root included (no time range there).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -164,6 +166,8 @@ async def list_messages(request: Request) -> Response:
         if found is None:
             return fail(INVALID_PARAM, "invalid page_token")
         offset = found
+    if sandbox.settings.history_delay_s > 0:
+        await asyncio.sleep(sandbox.settings.history_delay_s)
     container = _container(sandbox, app, id_type, container_id)
     if isinstance(container, Response):
         return container
@@ -173,7 +177,8 @@ async def list_messages(request: Request) -> Response:
     if chat.chat_type == "group" and not app.has_scope(*GROUP_SCOPES):
         return access_denied(GROUP_SCOPES)
     joined = chat.joined_at.get(app.app_id, chat.created_at)
-    messages = [m for m in messages if m.create_time >= joined]
+    if not chat.history_before_join:
+        messages = [m for m in messages if m.create_time >= joined]
     if id_type == "chat":  # the thread container takes no time range
         if start is not None:
             messages = [m for m in messages if m.create_time >= start]

@@ -56,6 +56,8 @@ class Settings:
     resource_download_limit: int = 100 * 1024 * 1024
     # A card callback must be answered within 3 s or the person sees an error.
     callback_timeout_s: float = 3.0
+    # A test knob: the message history API answers this many seconds late (a slow Feishu).
+    history_delay_s: float = 0.0
 
     def public(self) -> dict[str, Any]:
         return asdict(self)

@@ -153,6 +153,9 @@ class Chat:
     chat_mode: Literal["p2p", "group", "topic"] = "group"
     # When each bot (last) joined: the history API never shows a bot what came before.
     joined_at: dict[str, float] = field(default_factory=dict)
+    # A test switch, not a Feishu setting: the history API shows bots what came before they
+    # joined too, so a test can prove a client cuts it off itself.
+    history_before_join: bool = False
 
     def public(self) -> dict[str, Any]:
         return {
@@ -162,6 +165,7 @@ class Chat:
             "name": self.name,
             "user_ids": list(self.user_ids),
             "app_ids": list(self.app_ids),
+            "history_before_join": self.history_before_join,
         }
 
 

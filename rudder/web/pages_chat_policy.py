@@ -15,8 +15,9 @@ from rudder.api.deps import ActorDep, ServicesDep, SessionDep
 from rudder.db.models import Conversation, InboundEvent, Integration, Membership, User
 from rudder.db.models_policy import EVERY_GROUP
 from rudder.domain.errors import DomainError
-from rudder.feishu import chat_policy
+from rudder.feishu import chat_policy, group_context
 from rudder.feishu import connect as connecting
+from rudder.services import Services
 from rudder.web.lookups import find_agent
 from rudder.web.templating import not_found, shell
 
@@ -31,7 +32,9 @@ class GroupRow:
     policy: chat_policy.Policy
 
 
-async def groups_context(session: AsyncSession, integration: Integration) -> dict[str, Any]:
+async def groups_context(
+    services: Services, session: AsyncSession, integration: Integration
+) -> dict[str, Any]:
     """Groups the bot was seen in or has a policy for, newest first, and the bot's default."""
     seen = list(
         await session.execute(
@@ -80,11 +83,43 @@ async def groups_context(session: AsyncSession, integration: Integration) -> dic
         ).all()
     )
     return {
+        "context_missing": group_context.GROUP_SCOPE
+        if group_context.scope_missing(services, integration.id)
+        else None,
         "groups": groups,
         "bot_default": await chat_policy.effective(session, integration.id, EVERY_GROUP),
         "members": members,
         "every_group": EVERY_GROUP,
     }
+
+
+def _whole(field: str, raw: str) -> int:
+    low, high = chat_policy.CONTEXT_LIMITS[field]
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise DomainError(
+            texts.CHAT_POLICY_BAD_CONTEXT.format(field=field, low=low, high=high)
+        ) from None
+
+
+@router.post("/agents/{agent_id}/integrations/group-context", response_class=HTMLResponse)
+async def save_group_context(
+    agent_id: str,
+    request: Request,
+    actor: ActorDep,
+    session: SessionDep,
+    services: ServicesDep,
+    enabled: Annotated[str, Form(max_length=5)] = "",
+) -> Response:
+    """The agent's switch for group context (the Groups section's first line)."""
+    agent = await find_agent(session, actor, agent_id)
+    if agent is None:
+        return not_found(request, await shell(request, session, actor), texts.WEB_AGENT_NOT_FOUND)
+    await connecting.require_bot_manager(services, agent, actor.label)
+    await group_context.set_enabled(session, agent, bool(enabled), actor=actor.label)
+    await session.commit()
+    return RedirectResponse(f"/agents/{agent.id}/integrations#groups", status_code=303)
 
 
 @router.post("/agents/{agent_id}/integrations/chat-policy", response_class=HTMLResponse)
@@ -100,6 +135,10 @@ async def save_chat_policy(
     quiet: Annotated[str, Form(max_length=5)] = "",
     audience: Annotated[str, Form(max_length=20)] = "members",
     default_user_id: Annotated[str, Form(max_length=64)] = "",
+    context: Annotated[str, Form(max_length=5)] = "",
+    context_messages: Annotated[str, Form(max_length=10)] = "",
+    context_hours: Annotated[str, Form(max_length=10)] = "",
+    context_chars: Annotated[str, Form(max_length=10)] = "",
     reset: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     agent = await find_agent(session, actor, agent_id)
@@ -121,7 +160,16 @@ async def save_chat_policy(
                 "quiet": bool(quiet),
                 "audience": audience,
                 "default_user_id": default_user_id or None,
+                "context": bool(context),
             }
+            bounds = {
+                "context_messages": context_messages,
+                "context_hours": context_hours,
+                "context_chars": context_chars,
+            }
+            for field, raw in bounds.items():
+                if raw.strip():  # left empty: the value it had
+                    values[field] = _whole(field, raw)
             await chat_policy.set_policy(session, integration, chat_id, values, actor=actor.label)
         await session.commit()
     except DomainError as exc:

@@ -133,9 +133,12 @@ async def _orphan_apps(session: AsyncSession, agent_id: str) -> list[str]:
 
 
 def _names_hint(services: Services, integration: Integration | None, product: str) -> str | None:
+    from rudder.feishu.group_context import GROUP_SCOPE
     from rudder.feishu.names import book
 
+    # The group-history permission has its own line (the Groups section).
     missing = book(services).missing_scopes(integration.id) if integration else []
+    missing = [s for s in missing if s != GROUP_SCOPE]
     if not missing:
         return None
     return texts.WEB_NAMES_SCOPE_MISSING.format(scopes=", ".join(missing), product=product)
@@ -197,7 +200,7 @@ async def integrations_page(
         "disconnected": await _disconnected_notice(session, agent.id)
         if request.query_params.get("disconnected") and integration is None
         else None,
-        **(await groups_context(session, integration) if integration is not None else {}),
+        **(await groups_context(services, session, integration) if integration is not None else {}),
         **extra,
     }
     return render(

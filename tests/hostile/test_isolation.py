@@ -197,6 +197,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/agents/{agent_id}/integrations/feishu/chat-policies/{chat_id}"): {
         "answers": False
     },
+    ("PUT", "/api/agents/{agent_id}/integrations/feishu/group-context"): {"enabled": True},
     ("POST", "/api/agents/{agent_id}/pause"): {"reason": "manual"},
     ("PATCH", "/api/orgs/{org_id}/budget"): {"budget_monthly_cents": 1},
     ("POST", "/api/orgs/{org_id}/skills"): {"name": "x", "description": "y"},
