@@ -29,6 +29,9 @@ from tests.media.support import stored_attachment
 NOT_ORG_SCOPED = {"/api/integrations/feishu/{integration_id}/webhook"}
 # The code is the credential here, whoever holds it; tested on its own below.
 CONFIRM = "/api/feishu-bindings/{code}/confirm"
+# A signed download link is its own credential (403, the same text, for any other caller):
+# tested in test_media_link_attacks.py.
+SIGNED_LINK = "/api/runs/{run_id}/attachments/{attachment_id}"
 # Live streams never end; their snapshot is the messages list, which the walk reads.
 STREAMS = {"/api/conversations/{conversation_id}/events"}
 
@@ -170,7 +173,7 @@ def _id_routes(rig: FeishuRig) -> list[tuple[str, str]]:
     return [
         (m, p)
         for m, p in _api_operations(rig)
-        if "{" in p and p not in NOT_ORG_SCOPED and p != CONFIRM
+        if "{" in p and p not in NOT_ORG_SCOPED and p not in (CONFIRM, SIGNED_LINK)
     ]
 
 
