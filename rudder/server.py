@@ -115,6 +115,9 @@ async def start_services(settings: Settings) -> Services:
         # the events of the bots it takes from a dead instance instead.
         await inbound.recover()
     await node.runs.start_worker(node.config.instance_runs, name=f"instance-{node.instance_id}")
+    from rudder import sweeper
+
+    sweeper.install(services)  # replies and events stranded while every process lives
     return services
 
 

@@ -40,7 +40,7 @@ class Components:
     outbound: Outbound | None = None  # replies and notices through the outbox
     supervisor: Supervisor | None = None  # one long connection per connected bot
     setup_poller: SetupPoller | None = None  # Connect's setup sessions
-    sweeper: Sweeper | None = None  # re-drives stranded work (embedded mode)
+    sweeper: Sweeper | None = None  # re-drives stranded work
     budget_sweeper: asyncio.Task[None] | None = None  # a new month resumes held agents
     media_retention: asyncio.Task[None] | None = None  # removes old attachments' bytes
     node: ScaleNode | None = None  # PostgreSQL scale-out: leases, bus, shared run queue

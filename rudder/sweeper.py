@@ -10,8 +10,10 @@ older than `STALE_AFTER_S` and not in progress here, and hands it back to that o
 - the Feishu outbound resumes replies whose ledger is pending, starts replies for Feishu runs
   that have none, delivers other pending rows, and settles reply cards still showing work
   after their run ended (card_sweep.py).
-Embedded (SQLite) mode only: on PostgreSQL the bot leases and the shared run queue decide who
-owns what, and a takeover recovers a dead instance's work.
+On PostgreSQL every instance sweeps too, but leaves runs to the shared run queue's own sweeps
+(stalled workers, lost submissions: rudder/scale/runqueue.py). An event two instances route at
+once is posted once (one post per Feishu message and conversation, migration 0014), and a reply
+is taken up only when its run ended a while ago and its driver evidently died (Outbound.sweep).
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class Sweeper:
 
         taken = await pipeline(self.services).sweep(self.stale_after_s)
         runs = self.services.runs
-        if isinstance(runs, InProcessRunQueue):
+        # Embedded only: the shared queue's runs may be executing in another process.
+        if type(runs) is InProcessRunQueue:
             taken += await runs.sweep(self.stale_after_s)
         taken += await outbound_of(self.services).sweep(self.stale_after_s)
         if taken:
