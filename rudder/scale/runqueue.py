@@ -152,12 +152,16 @@ class ProcrastinateRunQueue(InProcessRunQueue):
     # -- sweeps ----------------------------------------------------------------------------------
 
     async def _sweep_loop(self) -> None:
+        last_unsubmitted = time.monotonic()
         while True:
             await asyncio.sleep(self.config.heartbeat_s)
             try:
                 await self.sweep_cancels()
                 await self.sweep_stalled()
-                await self.sweep_unsubmitted(UNSUBMITTED_AFTER_S)
+                # Rare (a death between two statements) and a scan of the queued runs: less often.
+                if time.monotonic() - last_unsubmitted >= UNSUBMITTED_AFTER_S / 2:
+                    last_unsubmitted = time.monotonic()
+                    await self.sweep_unsubmitted(UNSUBMITTED_AFTER_S)
             except Exception as exc:
                 log.warning("run queue sweep failed: %s", exc)
 
